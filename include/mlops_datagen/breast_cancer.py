@@ -1,0 +1,102 @@
+"""Batches of the real Wisconsin breast cancer data set (569 rows, 30 numeric features).
+
+The data ships with scikit-learn (``sklearn.datasets.load_breast_cancer``): nothing is downloaded. Columns are
+renamed to snake_case (``"mean radius"`` -> ``mean_radius``). The target is ``diagnosis`` with **1 =
+malignant, 0 = benign**: scikit-learn codes malignant as 0, which we flip so that the positive class, the one
+recall and precision are about, is the one a screening model must find.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+TARGET = "diagnosis"
+#: ``None``: split the 569 rows into equal parts, one per batch.
+DEFAULT_ROWS: int | None = None
+
+#: Features that feature drift shifts and scales (a recalibrated imaging device measuring larger cells).
+DRIFTED_FEATURES = ("mean_radius", "mean_texture", "mean_perimeter", "mean_area", "worst_radius", "worst_area")
+#: Concept drift flips labels only in this region of feature space: above the median of this feature.
+CONCEPT_REGION_FEATURE = "mean_texture"
+
+
+def load_frame() -> pd.DataFrame:
+    """The whole data set with snake_case columns and ``diagnosis`` (1 = malignant, 0 = benign) last."""
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer(as_frame=True)
+    frame = bunch.frame.rename(columns=lambda name: name.strip().replace(" ", "_"))
+    frame[TARGET] = (1 - frame.pop("target")).astype("int64")
+    return frame
+
+
+def _row_order(n_available: int, needed: int, seed: int) -> np.ndarray:
+    """Row positions for ``needed`` rows: shuffled, and reshuffled again each time the data run out."""
+    rng = np.random.default_rng([seed, 0])
+    rounds = -(-needed // n_available)
+    return np.concatenate([rng.permutation(n_available) for _ in range(rounds)])[:needed]
+
+
+def _feature_drift(batch: pd.DataFrame, size: float, reference: pd.DataFrame) -> pd.DataFrame:
+    """Scale by ``1 + size/2`` and shift by ``size`` standard deviations of the full data set."""
+    for column in DRIFTED_FEATURES:
+        batch[column] = batch[column] * (1.0 + size / 2.0) + size * reference[column].std()
+    return batch
+
+
+def _concept_drift(batch: pd.DataFrame, size: float, threshold: float, rng: np.random.Generator) -> pd.DataFrame:
+    """Flip each label in the region (``mean_texture`` above the median) with probability ``size``."""
+    in_region = batch[CONCEPT_REGION_FEATURE].to_numpy() > threshold
+    flip = in_region & (rng.random(len(batch)) < min(max(size, 0.0), 1.0))
+    batch.loc[flip, TARGET] = 1 - batch.loc[flip, TARGET]
+    return batch
+
+
+def make_batches(
+    dates: list[date],
+    *,
+    rows: int | None = None,
+    seed: int = 7,
+    feature_drift: float = 0.0,
+    concept_drift: float = 0.0,
+    drift_from: int = 0,
+) -> list[pd.DataFrame]:
+    """Split the shuffled data set into one frame per date.
+
+    Args:
+        dates: One date per batch (only their number matters here).
+        rows: Rows per batch. ``None`` splits the 569 rows into equal parts; more rows than the data set
+            holds reuse rows (each pass through the data is shuffled again).
+        seed: Seed of the shuffle and of the concept-drift label flips.
+        feature_drift: Size of the shift and scale applied to ``DRIFTED_FEATURES``; 0 for none.
+        concept_drift: Share of labels flipped in the region ``mean_texture`` > median, in [0, 1].
+        drift_from: Index of the first batch that gets the drift.
+
+    Returns:
+        One frame per date: 30 numeric features and ``diagnosis``.
+    """
+    frame = load_frame()
+    n_batches = len(dates)
+    if rows is None:
+        order = _row_order(len(frame), len(frame), seed)
+        parts = np.array_split(order, n_batches)
+    else:
+        order = _row_order(len(frame), rows * n_batches, seed)
+        parts = [order[i * rows : (i + 1) * rows] for i in range(n_batches)]
+    region_threshold = float(frame[CONCEPT_REGION_FEATURE].median())
+    batches = []
+    for index, part in enumerate(parts):
+        batch = frame.iloc[part].reset_index(drop=True)
+        if index >= drift_from and feature_drift:
+            batch = _feature_drift(batch, feature_drift, frame)
+        if index >= drift_from and concept_drift:
+            # The region is decided before feature drift would move it: use the undrifted values.
+            undrifted = frame.iloc[part].reset_index(drop=True)
+            rng = np.random.default_rng([seed, index, 2])
+            flipped = _concept_drift(undrifted.copy(), concept_drift, region_threshold, rng)
+            batch[TARGET] = flipped[TARGET].to_numpy()
+        batches.append(batch)
+    return batches

@@ -1,0 +1,173 @@
+"""The ``mlops`` command.
+
+    mlops config check [--dir DIR] [--quick]   validate every pipeline config and print the errors
+    mlops demo [--home DIR] [--keep] [--pipeline NAME ...]
+                                                 the demo story through Airflow on the embedded default
+    mlops ui [--home DIR]                        Airflow (standalone) and the MLflow UI on the demo's stores
+    mlops env [--home DIR]                       shell exports to use the airflow/mlflow CLIs on those stores
+    mlops data generate PIPELINE --out DIR ...  write dated batches (drift, corruption on request)
+
+Airflow reads its settings when first imported, so nothing here imports it before the environment is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from mlops import settings
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from mlops.config import check_config_deep, load_all
+
+    directory = Path(args.dir) if args.dir else settings.pipelines_dir()
+    files = sorted(directory.glob("*.y*ml"))
+    if not files:
+        print(f"No pipeline configs (*.yaml) in {directory}")
+        return 1
+    configs, errors = load_all(directory)
+    failed = len(errors)
+    for path, error in errors.items():
+        print(f"FAIL {error}")
+    for name, config in sorted(configs.items()):
+        problems = [] if args.quick else check_config_deep(config)
+        if problems:
+            failed += 1
+            listed = "\n".join(f"  - {p}" for p in problems)
+            print(f"FAIL {directory / (name + '.yaml')}: {len(problems)} problem(s):\n{listed}")
+        else:
+            print(f"ok   {name}: {config.task}, {len(config.features)} features, {config.model.estimator}")
+    print(f"{len(files) - failed} of {len(files)} pipeline config(s) valid.")
+    return 1 if failed else 0
+
+
+def _home(args: argparse.Namespace) -> Path:
+    return Path(args.home).expanduser().resolve() if args.home else settings.mlops_home()
+
+
+def _apply_env(home: Path) -> dict[str, str]:
+    os.environ["MLOPS_HOME"] = str(home)
+    env = settings.airflow_env(home)
+    os.environ.update(env)
+    return env
+
+
+def _demo(args: argparse.Namespace) -> int:
+    home = _home(args)
+    _apply_env(home)
+    from mlops.demo import run_demo
+
+    return run_demo(home, pipelines=args.pipeline or None, keep=args.keep)
+
+
+def _env(args: argparse.Namespace) -> int:
+    env = settings.airflow_env(_home(args))
+    for key, value in env.items():
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    home = _home(args)
+    env = {**os.environ, **_apply_env(home), "AIRFLOW__API__PORT": str(args.airflow_port)}
+    bin_dir = Path(sys.executable).parent
+    mlflow_cmd = [
+        str(bin_dir / "mlflow"), "ui", "--backend-store-uri", env["MLFLOW_TRACKING_URI"],
+        "--host", "127.0.0.1", "--port", str(args.mlflow_port),
+    ]  # fmt: skip
+    passwords = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+    print(f"MLflow UI   http://127.0.0.1:{args.mlflow_port}   (store {env['MLFLOW_TRACKING_URI']})")
+    print(f"Airflow UI  http://127.0.0.1:{args.airflow_port}   user 'admin', password in {passwords}")
+    print("Ctrl-C stops both.")
+    mlflow = subprocess.Popen(mlflow_cmd, env=env)
+    try:
+        return subprocess.call([str(bin_dir / "airflow"), "standalone"], env=env)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        mlflow.terminate()
+        mlflow.wait(timeout=30)
+
+
+def _data_generate(args: argparse.Namespace) -> int:
+    from mlops_datagen import corrupt_batch, generate_batches
+
+    paths = generate_batches(
+        args.pipeline,
+        args.out,
+        batches=args.batches,
+        rows=args.rows,
+        start_date=args.start_date,
+        seed=args.seed,
+        feature_drift=args.feature_drift,
+        concept_drift=args.concept_drift,
+        drift_from=args.drift_from,
+        fmt=args.format,
+    )
+    if args.corrupt:
+        last = paths[-1]
+        paths.append(corrupt_batch(last, last.with_name(f"{last.stem}-{args.corrupt}{last.suffix}"), args.corrupt))
+    for path in paths:
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops", description="MLOps pipelines on Apache Airflow.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    config = commands.add_parser("config", help="pipeline configs").add_subparsers(dest="action", required=True)
+    check = config.add_parser("check", help="validate every pipeline config and print the errors")
+    check.add_argument("--dir", help="folder of pipeline YAML files (default: include/pipelines)")
+    check.add_argument("--quick", action="store_true", help="schema only: do not import the estimators")
+    check.set_defaults(func=_config_check)
+
+    demo = commands.add_parser("demo", help="run the demo story through Airflow on the embedded default")
+    demo.add_argument("--home", help="state folder (default: MLOPS_HOME or .mlops in the checkout)")
+    demo.add_argument("--pipeline", action="append", help="only this pipeline (repeatable)")
+    demo.add_argument("--keep", action="store_true", help="keep the state of an earlier demo instead of starting fresh")
+    demo.set_defaults(func=_demo)
+
+    ui = commands.add_parser("ui", help="start airflow standalone and mlflow ui on the demo's stores")
+    ui.add_argument("--home", help="state folder (default: MLOPS_HOME or .mlops in the checkout)")
+    ui.add_argument("--airflow-port", type=int, default=8080)
+    ui.add_argument("--mlflow-port", type=int, default=5000)
+    ui.set_defaults(func=_ui)
+
+    env = commands.add_parser("env", help="print shell exports for the airflow and mlflow CLIs")
+    env.add_argument("--home", help="state folder (default: MLOPS_HOME or .mlops in the checkout)")
+    env.set_defaults(func=_env)
+
+    data = commands.add_parser("data", help="sample data").add_subparsers(dest="action", required=True)
+    generate = data.add_parser("generate", help="write dated batches of an example pipeline")
+    generate.add_argument("pipeline", choices=["breast_cancer", "fraud_detection", "demand_forecast"])
+    generate.add_argument("--out", required=True, type=Path)
+    generate.add_argument("--batches", type=int, default=3)
+    generate.add_argument("--rows", type=int, default=None)
+    generate.add_argument("--start-date", default="2026-01-01")
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--feature-drift", type=float, default=0.0)
+    generate.add_argument("--concept-drift", type=float, default=0.0)
+    generate.add_argument("--drift-from", type=int, default=0)
+    generate.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    generate.add_argument(
+        "--corrupt",
+        choices=["nulls", "missing_column", "wrong_type", "out_of_range", "empty", "unparseable"],
+        help="also write a corrupted copy of the last batch",
+    )
+    generate.set_defaults(func=_data_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

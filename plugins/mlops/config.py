@@ -1,0 +1,344 @@
+"""The pipeline config: one YAML file per pipeline in ``include/pipelines/``.
+
+The schema is typed (pydantic). Errors name the file, the field and what is allowed, so that a broken file
+breaks only its own pipeline and says why. This module is imported at DAG parse time: it must stay light
+(no pandas, sklearn, mlflow).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlops.errors import ConfigError
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+ESTIMATOR_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+CRON_PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
+
+Task = Literal["classification", "regression"]
+ClassificationMetric = Literal["accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "log_loss"]
+RegressionMetric = Literal["rmse", "mae", "r2", "mape"]
+CLASSIFICATION_METRICS: tuple[str, ...] = ClassificationMetric.__args__  # type: ignore[attr-defined]
+REGRESSION_METRICS: tuple[str, ...] = RegressionMetric.__args__  # type: ignore[attr-defined]
+#: Metrics where a smaller value is better; every other metric is better when larger.
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mape"})
+AlertEvent = Literal["failure", "rejected", "promoted"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSource(_Strict):
+    """Where batches come from when a run is not given a ``data_uri``."""
+
+    source: str = Field(
+        description="A path, file:// or s3:// URI of a CSV or Parquet batch. `{ds}` and `{ds_nodash}` are "
+        "replaced by the run's date; a relative path is relative to MLOPS_HOME."
+    )
+    format: Literal["auto", "csv", "parquet"] = "auto"
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in ("", "file", "s3"):
+            raise ValueError(f"scheme '{scheme}://' is not supported; use a path, file:// or s3://")
+        return value
+
+
+class Feature(_Strict):
+    name: str = Field(min_length=1)
+    type: Literal["numeric", "categorical"]
+    nullable: bool = False
+    description: str = ""
+
+
+class ColumnRule(_Strict):
+    """Explicit expectations on one column, on top of those derived from the declared schema."""
+
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str | int | float | bool] | None = None
+    max_null_fraction: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ColumnRule:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        if self.allowed is not None and not self.allowed:
+            raise ValueError("allowed must list at least one value")
+        return self
+
+
+class RowCount(_Strict):
+    min: int = Field(default=1, ge=0)
+    max: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RowCount:
+        if self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class Expectations(_Strict):
+    row_count: RowCount = RowCount()
+    columns: dict[str, ColumnRule] = {}
+
+
+class ModelSpec(_Strict):
+    estimator: str = Field(description="Import path of a scikit-learn compatible estimator class.")
+    params: dict[str, Any] = {}
+
+    @field_validator("estimator")
+    @classmethod
+    def _import_path(cls, value: str) -> str:
+        if not ESTIMATOR_PATTERN.match(value):
+            raise ValueError(f"'{value}' is not an import path like 'sklearn.linear_model.LogisticRegression'")
+        return value
+
+
+class Split(_Strict):
+    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    seed: int = 42
+    stratify: bool = Field(default=True, description="Keep class shares in the holdout (classification only).")
+
+
+class Training(_Strict):
+    window: Literal["all", "latest"] = Field(
+        default="all",
+        description="'all': every accepted batch of the pipeline so far; 'latest': only the run's batch.",
+    )
+
+
+class MetricRule(_Strict):
+    metric: str
+    threshold: float | None = Field(
+        default=None, description="Worst acceptable value: a minimum, or a maximum for lower-is-better metrics."
+    )
+    max_regression: float | None = Field(
+        default=None, ge=0.0, description="Largest allowed worsening against the champion, in metric units."
+    )
+
+
+class Gate(_Strict):
+    primary_metric: str
+    threshold: float | None = None
+    max_regression: float = Field(default=0.0, ge=0.0)
+    secondary: list[MetricRule] = []
+
+
+class AlertRoute(_Strict):
+    channel: Literal["slack", "email"]
+    conn_id: str = Field(min_length=1, description="Airflow connection id (slackwebhook or smtp).")
+    to: list[str] = []
+    events: list[AlertEvent] = ["failure", "rejected"]
+
+    @model_validator(mode="after")
+    def _recipients(self) -> AlertRoute:
+        if self.channel == "email" and not self.to:
+            raise ValueError("an email route needs at least one address in 'to'")
+        if self.channel == "slack" and self.to:
+            raise ValueError("'to' is for email routes; a Slack route posts to its webhook connection")
+        return self
+
+
+class AirflowSettings(_Strict):
+    owner: str = "mlops"
+    retries: int = Field(default=2, ge=0, le=10)
+    retry_delay_seconds: int = Field(default=60, ge=0)
+    max_active_runs: int = Field(default=1, ge=1)
+    start_date: str = "2026-01-01"
+    catchup: bool = False
+
+    @field_validator("start_date")
+    @classmethod
+    def _iso_date(cls, value: str) -> str:
+        if not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+            raise ValueError(f"'{value}' is not a date like 2026-01-01")
+        return value
+
+
+class PipelineConfig(_Strict):
+    """One pipeline: its data, model, checks, gate, schedule and alert routes."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    description: str = ""
+    task: Task
+    data: DataSource
+    target: str = Field(min_length=1)
+    features: list[Feature] = Field(min_length=1)
+    model: ModelSpec
+    split: Split = Split()
+    training: Training = Training()
+    expectations: Expectations = Expectations()
+    gate: Gate
+    schedule: str | None = None
+    alerts: list[AlertRoute] = []
+    airflow: AirflowSettings = AirflowSettings()
+    tags: list[str] = []
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is None or value in CRON_PRESETS:
+            return value
+        fields = value.split()
+        if len(fields) != 5 or not all(re.match(r"^[\d*/,\-A-Za-z?LW#]+$", f) for f in fields):
+            raise ValueError(
+                f"'{value}' is not a schedule: use null, a preset ({', '.join(sorted(CRON_PRESETS))}) "
+                "or a five-field cron expression like '0 3 * * *'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineConfig:
+        problems: list[str] = []
+        names = [f.name for f in self.features]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            problems.append(f"field 'features': duplicate names {duplicates}")
+        if self.target in names:
+            problems.append(f"field 'target': '{self.target}' is also listed as a feature")
+        columns = set(names) | {self.target}
+        types = {f.name: f.type for f in self.features}
+        for column, rule in self.expectations.columns.items():
+            if column not in columns:
+                problems.append(
+                    f"field 'expectations.columns.{column}': not a declared column; declared: {sorted(columns)}"
+                )
+            elif types.get(column) == "categorical" and (rule.min is not None or rule.max is not None):
+                problems.append(f"field 'expectations.columns.{column}': min/max apply to numeric columns only")
+        allowed_metrics = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        for where, metric in [("gate.primary_metric", self.gate.primary_metric)] + [
+            (f"gate.secondary.{i}.metric", rule.metric) for i, rule in enumerate(self.gate.secondary)
+        ]:
+            if metric not in allowed_metrics:
+                problems.append(
+                    f"field '{where}': '{metric}' is not a {self.task} metric; allowed: {', '.join(allowed_metrics)}"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # Derived values -------------------------------------------------------------------------------------
+    @property
+    def numeric_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "numeric"]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type == "categorical"]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def training_dag_id(self) -> str:
+        return f"{self.name}_training"
+
+    @property
+    def config_hash(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        return f"field '{where}': unknown field (check the spelling against docs/pipeline-config.md)"
+    if kind == "missing":
+        return f"field '{where}': required field is missing"
+    message = message.removeprefix("Value error, ")
+    got = error.get("input")
+    shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+    return f"field '{where}': {message}{shown}"
+
+
+def parse_config(data: Any, path: str = "<config>") -> PipelineConfig:
+    """Validate an already-parsed YAML document; raise ConfigError naming the file and every bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError(path, [f"the file must hold a mapping of fields, not {type(data).__name__}"])
+    try:
+        config = PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        problems: list[str] = []
+        for error in exc.errors():
+            # Cross-field problems come one per line from one validator: list them one by one.
+            if error["type"] == "value_error" and not error["loc"]:
+                problems.extend(error["msg"].removeprefix("Value error, ").splitlines())
+            else:
+                problems.append(_describe(error))
+        raise ConfigError(path, problems) from None
+    stem = Path(path).stem
+    if path != "<config>" and stem != config.name:
+        raise ConfigError(path, [f"field 'name': '{config.name}' must match the file name '{stem}.yaml'"])
+    return config
+
+
+def load_config(path: str | Path) -> PipelineConfig:
+    """Read and validate one pipeline YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), [f"not valid YAML: {where}{problem}"]) from None
+    return parse_config(data, str(path))
+
+
+def load_all(directory: str | Path) -> tuple[dict[str, PipelineConfig], dict[str, ConfigError]]:
+    """Load every ``*.yaml``/``*.yml`` in a folder: (valid configs by name, errors by file path)."""
+    configs: dict[str, PipelineConfig] = {}
+    errors: dict[str, ConfigError] = {}
+    for path in sorted(Path(directory).glob("*.y*ml")):
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            errors[str(path)] = exc
+            continue
+        configs[config.name] = config
+    return configs, errors
+
+
+def check_config_deep(config: PipelineConfig) -> list[str]:
+    """Checks that need scikit-learn: the estimator imports, suits the task and accepts its params.
+
+    Not run at DAG parse time (too heavy); run by ``mlops config check`` and before training.
+    """
+    import importlib
+
+    from sklearn.base import is_classifier, is_regressor
+
+    module_name, _, class_name = config.model.estimator.rpartition(".")
+    try:
+        estimator_cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        return [f"field 'model.estimator': cannot import '{config.model.estimator}' ({exc})"]
+    try:
+        estimator = estimator_cls()
+        estimator.set_params(**config.model.params)
+    except (TypeError, ValueError) as exc:
+        valid = sorted(estimator_cls().get_params()) if hasattr(estimator_cls, "get_params") else []
+        return [f"field 'model.params': {exc}; valid parameters: {', '.join(valid)}"]
+    if config.task == "classification" and not is_classifier(estimator):
+        return [f"field 'model.estimator': {config.model.estimator} is not a classifier (task: classification)"]
+    if config.task == "regression" and not is_regressor(estimator):
+        return [f"field 'model.estimator': {config.model.estimator} is not a regressor (task: regression)"]
+    return []
