@@ -50,3 +50,10 @@ def mlops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MLOPS_STORE_URI", raising=False)
     monkeypatch.delenv("MLOPS_ARTIFACT_ROOT", raising=False)
     return home
+
+
+# Real alert receivers on 127.0.0.1 (an SMTP server and an HTTP webhook), shared by unit and e2e tests.
+import receivers  # noqa: E402  (tests/ is on sys.path; Airflow's env must be set first)
+
+smtp_server = receivers.smtp_server
+webhook_server = receivers.webhook_server

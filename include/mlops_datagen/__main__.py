@@ -33,11 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--concept-drift", type=float, default=0.0, metavar="SIZE", help="change the target rule (0 to 1)"
     )
-    parser.add_argument("--drift-from", type=int, default=0, metavar="K", help="first drifted batch (0-based)")
+    parser.add_argument(
+        "--drift-from", type=int, default=0, metavar="K", help="first drifted batch (0-based)"
+    )
     parser.add_argument("--format", dest="fmt", choices=("csv", "parquet"), default="csv")
     parser.add_argument("--corrupt", choices=CORRUPTIONS, help="break one batch in this way")
     parser.add_argument(
-        "--corrupt-batch", type=int, default=-1, metavar="K", help="batch to break (0-based; default the last)"
+        "--corrupt-batch",
+        type=int,
+        default=-1,
+        metavar="K",
+        help="batch to break (0-based; default the last)",
     )
     parser.add_argument("--corrupt-column", default=None, help="column to break (default: the first float)")
     return parser

@@ -24,7 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-CORRUPTIONS: tuple[str, ...] = ("nulls", "missing_column", "wrong_type", "out_of_range", "empty", "unparseable")
+CORRUPTIONS: tuple[str, ...] = (
+    "nulls",
+    "missing_column",
+    "wrong_type",
+    "out_of_range",
+    "empty",
+    "unparseable",
+)
 
 #: Target columns of the bundled generators: never chosen as the column to break by default.
 KNOWN_TARGETS = frozenset({"diagnosis", "is_fraud", "units_sold"})
@@ -77,7 +84,9 @@ def _unparseable_bytes(frame: pd.DataFrame) -> bytes:
     return f"{header}\n{good_rows}{too_wide}\n{unterminated}".encode()
 
 
-def corrupt_batch(src: Path, dest: Path, kind: str, *, column: str | None = None, seed: int = 0) -> Path:
+def corrupt_batch(
+    src: str | Path, dest: str | Path, kind: str, *, column: str | None = None, seed: int = 0
+) -> Path:
     """Write a broken copy of the batch ``src`` to ``dest`` (which may be ``src`` itself).
 
     Args:
@@ -92,7 +101,8 @@ def corrupt_batch(src: Path, dest: Path, kind: str, *, column: str | None = None
         ``dest``.
 
     Raises:
-        ValueError: If ``kind`` is unknown or ``column`` is not in the batch.
+        ValueError: If ``kind`` is unknown, ``column`` is not in the batch, or ``out_of_range`` is asked of a
+            column that is not numeric.
     """
     if kind not in CORRUPTIONS:
         raise ValueError(f"unknown corruption '{kind}'; choose one of: {', '.join(CORRUPTIONS)}")
@@ -113,7 +123,8 @@ def corrupt_batch(src: Path, dest: Path, kind: str, *, column: str | None = None
     if kind == "missing_column":
         frame = frame.drop(columns=[column])
     elif kind == "nulls":
-        frame[column] = frame[column].astype("float64")
+        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        frame[column] = frame[column].astype("float64" if numeric else "object")
         frame.loc[_pick_rows(len(frame), NULL_SHARE, rng), column] = np.nan
     elif kind == "wrong_type":
         # A string column throughout, so that Parquet stores it as text too.
@@ -122,6 +133,8 @@ def corrupt_batch(src: Path, dest: Path, kind: str, *, column: str | None = None
             values.iloc[position] = f"n/a-{position}"
         frame[column] = values
     elif kind == "out_of_range":
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            raise ValueError(f"out_of_range needs a numeric column; '{column}' in {src} is not numeric")
         frame[column] = frame[column].astype("float64")
         rows = _pick_rows(len(frame), OUT_OF_RANGE_SHARE, rng)
         signs = np.where(np.arange(len(rows)) % 2 == 0, -1.0, 1.0)

@@ -80,7 +80,9 @@ def make_batch(
     promotion = rng.random(rows) < _PROMOTION_SHARE
     holiday = rng.random(rows) < _HOLIDAY_SHARE
     reference_price = _CATEGORY_REFERENCE_PRICE[category]
-    price = reference_price * rng.lognormal(0.0, 0.12, size=rows) * np.where(promotion, _PROMOTION_DISCOUNT, 1.0)
+    price = (
+        reference_price * rng.lognormal(0.0, 0.12, size=rows) * np.where(promotion, _PROMOTION_DISCOUNT, 1.0)
+    )
     # Coldest in mid-January, warmest in mid-July.
     seasonal = 12.0 - 10.0 * np.cos(2.0 * np.pi * (day_of_year - 15.0) / 365.0)
     temperature = seasonal + _STORE_TEMPERATURE_OFFSET[store] + rng.normal(0.0, 3.0, size=rows)

@@ -173,4 +173,3 @@ def make_batches(
             )
         )
     return batches
-

@@ -79,7 +79,7 @@ def ingest_batch(config: PipelineConfig, data_uri: str | None, when: date | date
         content_hash=digest,
         format=fmt,
         size_bytes=size,
-        ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        ingested_at=datetime.now(UTC).isoformat(timespec="microseconds"),  # keeps the order within a second
     )
     log.info("Ingested %s as %s (%d bytes, sha256 %s)", source, target, size, digest[:12])
     return batch

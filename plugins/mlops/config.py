@@ -331,6 +331,8 @@ def check_config_deep(config: PipelineConfig) -> list[str]:
         estimator_cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
         return [f"field 'model.estimator': cannot import '{config.model.estimator}' ({exc})"]
+    if not (isinstance(estimator_cls, type) and hasattr(estimator_cls, "get_params")):
+        return [f"field 'model.estimator': {config.model.estimator} is not a scikit-learn estimator class"]
     try:
         estimator = estimator_cls()
         estimator.set_params(**config.model.params)

@@ -15,9 +15,11 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from mlops import settings, storage
 from mlops.batches import Batch, accepted_batches
-from mlops.config import ModelSpec, PipelineConfig, check_config_deep
+from mlops.config import ModelSpec, PipelineConfig, _describe, check_config_deep
 from mlops.errors import ConfigError, TrainingError
 
 if TYPE_CHECKING:
@@ -52,7 +54,10 @@ def effective_config(config: PipelineConfig, model_override: dict[str, Any] | No
     unknown = set(model_override) - {"estimator", "params"}
     if unknown:
         raise ConfigError("run conf 'model'", [f"unknown keys {sorted(unknown)}; allowed: estimator, params"])
-    spec = ModelSpec.model_validate({**config.model.model_dump(), **model_override})
+    try:
+        spec = ModelSpec.model_validate({**config.model.model_dump(), **model_override})
+    except ValidationError as exc:
+        raise ConfigError("run conf 'model'", [_describe(error) for error in exc.errors()]) from None
     return config.model_copy(update={"model": spec})
 
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up (or update) the project's virtual environment in .venv: Python 3.11, every dependency pinned by
+# constraints.txt, the `mlops` package installed in editable mode with its dev extra.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python_bin="${PYTHON:-}"
+if [ -z "$python_bin" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      python_bin="$candidate"; break
+    fi
+  done
+fi
+if [ -z "$python_bin" ]; then
+  echo "setup: Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2
+  exit 1
+fi
+
+stamp=.venv/.installed
+wanted="$(cat constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
+  echo "setup: .venv is up to date"
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$python_bin" -m venv .venv
+echo "setup: installing into .venv (pinned by constraints.txt) ..."
+.venv/bin/python -m pip install --quiet --upgrade "pip>=24"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+echo "$wanted" > "$stamp"
+echo "setup: done"
