@@ -68,7 +68,11 @@ def ingest_batch(config: PipelineConfig, data_uri: str | None, when: date | date
     fmt = _format_of(source, config.data.format)
     ext = "parquet" if fmt == "parquet" else "csv"
     accepted = storage.join(pipeline_root(config.name), "accepted", f"{digest}.{ext}")
-    target = accepted if storage.exists(accepted) else storage.join(pipeline_root(config.name), "incoming", f"{digest}.{ext}")
+    target = (
+        accepted
+        if storage.exists(accepted)
+        else storage.join(pipeline_root(config.name), "incoming", f"{digest}.{ext}")
+    )
     if not storage.exists(target):
         storage.copy(source, target)
     size = storage.size(target)
@@ -126,7 +130,9 @@ def validate_and_file(config: PipelineConfig, batch: Batch) -> ValidationOutcome
             storage.move(batch.uri, accepted)
         manifest = accepted.rsplit(".", 1)[0] + ".json"
         # Re-ingesting a known batch keeps its place in the history (its first ingestion time).
-        first_seen = json.loads(storage.read_text(manifest))["ingested_at"] if storage.exists(manifest) else None
+        first_seen = (
+            json.loads(storage.read_text(manifest))["ingested_at"] if storage.exists(manifest) else None
+        )
         batch = Batch(**{**batch.to_dict(), "uri": accepted, "ingested_at": first_seen or batch.ingested_at})
         storage.write_text(manifest, json.dumps(batch.to_dict(), indent=2))
         return ValidationOutcome(batch, True, report.summary(), result_uri, report_uri, None)
@@ -143,7 +149,9 @@ def validate_and_file(config: PipelineConfig, batch: Batch) -> ValidationOutcome
         f"Batch {batch.source} rejected by validation and quarantined at {quarantine}. {report.summary()} "
         f"Full result: {result_uri}; report: {report_uri}."
     )
-    raise DataValidationError(summary, quarantine_uri=quarantine, failed=[f.expectation for f in report.failed])
+    raise DataValidationError(
+        summary, quarantine_uri=quarantine, failed=[f.expectation for f in report.failed]
+    )
 
 
 def accepted_batches(pipeline: str) -> list[Batch]:

@@ -32,7 +32,7 @@ def _config_check(args: argparse.Namespace) -> int:
         return 1
     configs, errors = load_all(directory)
     failed = len(errors)
-    for path, error in errors.items():
+    for error in errors.values():
         print(f"FAIL {error}")
     for name, config in sorted(configs.items()):
         problems = [] if args.quick else check_config_deep(config)
@@ -111,7 +111,9 @@ def _data_generate(args: argparse.Namespace) -> int:
     )
     if args.corrupt:
         last = paths[-1]
-        paths.append(corrupt_batch(last, last.with_name(f"{last.stem}-{args.corrupt}{last.suffix}"), args.corrupt))
+        paths.append(
+            corrupt_batch(last, last.with_name(f"{last.stem}-{args.corrupt}{last.suffix}"), args.corrupt)
+        )
     for path in paths:
         print(path)
     return 0
@@ -121,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops", description="MLOps pipelines on Apache Airflow.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    config = commands.add_parser("config", help="pipeline configs").add_subparsers(dest="action", required=True)
+    config = commands.add_parser("config", help="pipeline configs").add_subparsers(
+        dest="action", required=True
+    )
     check = config.add_parser("check", help="validate every pipeline config and print the errors")
     check.add_argument("--dir", help="folder of pipeline YAML files (default: include/pipelines)")
     check.add_argument("--quick", action="store_true", help="schema only: do not import the estimators")
@@ -130,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the demo story through Airflow on the embedded default")
     demo.add_argument("--home", help="state folder (default: MLOPS_HOME or .mlops in the checkout)")
     demo.add_argument("--pipeline", action="append", help="only this pipeline (repeatable)")
-    demo.add_argument("--keep", action="store_true", help="keep the state of an earlier demo instead of starting fresh")
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the state of an earlier demo instead of starting fresh"
+    )
     demo.set_defaults(func=_demo)
 
     ui = commands.add_parser("ui", help="start airflow standalone and mlflow ui on the demo's stores")

@@ -23,12 +23,16 @@ ESTIMATOR_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
 CRON_PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
 
 Task = Literal["classification", "regression"]
-ClassificationMetric = Literal["accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "log_loss"]
+ClassificationMetric = Literal[
+    "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "log_loss"
+]
 RegressionMetric = Literal["rmse", "mae", "r2", "mape"]
 CLASSIFICATION_METRICS: tuple[str, ...] = ClassificationMetric.__args__  # type: ignore[attr-defined]
 REGRESSION_METRICS: tuple[str, ...] = RegressionMetric.__args__  # type: ignore[attr-defined]
 #: Metrics where a smaller value is better; every other metric is better when larger.
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mape"})
+#: Metrics computed from predicted probabilities (the estimator needs ``predict_proba``).
+PROBABILITY_METRICS = frozenset({"roc_auc", "average_precision", "log_loss"})
 AlertEvent = Literal["failure", "rejected", "promoted"]
 
 
@@ -102,14 +106,18 @@ class ModelSpec(_Strict):
     @classmethod
     def _import_path(cls, value: str) -> str:
         if not ESTIMATOR_PATTERN.match(value):
-            raise ValueError(f"'{value}' is not an import path like 'sklearn.linear_model.LogisticRegression'")
+            raise ValueError(
+                f"'{value}' is not an import path like 'sklearn.linear_model.LogisticRegression'"
+            )
         return value
 
 
 class Split(_Strict):
     holdout_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     seed: int = 42
-    stratify: bool = Field(default=True, description="Keep class shares in the holdout (classification only).")
+    stratify: bool = Field(
+        default=True, description="Keep class shares in the holdout (classification only)."
+    )
 
 
 class Training(_Strict):
@@ -122,7 +130,8 @@ class Training(_Strict):
 class MetricRule(_Strict):
     metric: str
     threshold: float | None = Field(
-        default=None, description="Worst acceptable value: a minimum, or a maximum for lower-is-better metrics."
+        default=None,
+        description="Worst acceptable value: a minimum, or a maximum for lower-is-better metrics.",
     )
     max_regression: float | None = Field(
         default=None, ge=0.0, description="Largest allowed worsening against the champion, in metric units."
@@ -131,7 +140,10 @@ class MetricRule(_Strict):
 
 class Gate(_Strict):
     primary_metric: str
-    threshold: float | None = None
+    threshold: float = Field(
+        description="Worst acceptable primary metric: a minimum, or a maximum for lower-is-better metrics. "
+        "Every model, the first one included, must meet it."
+    )
     max_regression: float = Field(default=0.0, ge=0.0)
     secondary: list[MetricRule] = []
 
@@ -162,8 +174,14 @@ class AirflowSettings(_Strict):
     @field_validator("start_date")
     @classmethod
     def _iso_date(cls, value: str) -> str:
-        if not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
-            raise ValueError(f"'{value}' is not a date like 2026-01-01")
+        from datetime import date
+
+        try:
+            if not re.match(r"^\d{4}-\d{2}-\d{2}$", value):
+                raise ValueError
+            date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"'{value}' is not a date like 2026-01-01") from None
         return value
 
 
@@ -191,8 +209,9 @@ class PipelineConfig(_Strict):
     def _schedule(cls, value: str | None) -> str | None:
         if value is None or value in CRON_PRESETS:
             return value
-        fields = value.split()
-        if len(fields) != 5 or not all(re.match(r"^[\d*/,\-A-Za-z?LW#]+$", f) for f in fields):
+        from croniter import croniter
+
+        if len(value.split()) != 5 or not croniter.is_valid(value):
             raise ValueError(
                 f"'{value}' is not a schedule: use null, a preset ({', '.join(sorted(CRON_PRESETS))}) "
                 "or a five-field cron expression like '0 3 * * *'"
@@ -216,7 +235,20 @@ class PipelineConfig(_Strict):
                     f"field 'expectations.columns.{column}': not a declared column; declared: {sorted(columns)}"
                 )
             elif types.get(column) == "categorical" and (rule.min is not None or rule.max is not None):
-                problems.append(f"field 'expectations.columns.{column}': min/max apply to numeric columns only")
+                problems.append(
+                    f"field 'expectations.columns.{column}': min/max apply to numeric columns only"
+                )
+        target_rule = self.expectations.columns.get(self.target)
+        if target_rule is not None and target_rule.max_null_fraction:
+            problems.append(
+                f"field 'expectations.columns.{self.target}.max_null_fraction': the target may not be null "
+                "(rows without a label cannot be trained on)"
+            )
+        long_tags = [t for t in self.tags if len(t) > 100]
+        if long_tags:
+            problems.append(f"field 'tags': tags are at most 100 characters; too long: {long_tags}")
+        if self.schedule == "@continuous" and self.airflow.max_active_runs != 1:
+            problems.append("field 'airflow.max_active_runs': a '@continuous' schedule needs exactly 1")
         allowed_metrics = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
         for where, metric in [("gate.primary_metric", self.gate.primary_metric)] + [
             (f"gate.secondary.{i}.metric", rule.metric) for i, rule in enumerate(self.gate.secondary)
@@ -313,6 +345,11 @@ def load_all(directory: str | Path) -> tuple[dict[str, PipelineConfig], dict[str
         except ConfigError as exc:
             errors[str(path)] = exc
             continue
+        if config.name in configs:
+            errors[str(path)] = ConfigError(
+                str(path), [f"field 'name': another file already declares pipeline '{config.name}'"]
+            )
+            continue
         configs[config.name] = config
     return configs, errors
 
@@ -337,10 +374,20 @@ def check_config_deep(config: PipelineConfig) -> list[str]:
         estimator = estimator_cls()
         estimator.set_params(**config.model.params)
     except (TypeError, ValueError) as exc:
-        valid = sorted(estimator_cls().get_params()) if hasattr(estimator_cls, "get_params") else []
-        return [f"field 'model.params': {exc}; valid parameters: {', '.join(valid)}"]
+        # scikit-learn's own message already lists the valid parameters.
+        return [f"field 'model.params': {exc}"]
     if config.task == "classification" and not is_classifier(estimator):
-        return [f"field 'model.estimator': {config.model.estimator} is not a classifier (task: classification)"]
+        return [
+            f"field 'model.estimator': {config.model.estimator} is not a classifier (task: classification)"
+        ]
     if config.task == "regression" and not is_regressor(estimator):
         return [f"field 'model.estimator': {config.model.estimator} is not a regressor (task: regression)"]
+    needs_proba = sorted(
+        {config.gate.primary_metric, *(rule.metric for rule in config.gate.secondary)} & PROBABILITY_METRICS
+    )
+    if needs_proba and not hasattr(estimator, "predict_proba"):
+        return [
+            f"field 'gate': {', '.join(needs_proba)} need predicted probabilities, and "
+            f"{config.model.estimator} (with these params) has no predict_proba"
+        ]
     return []

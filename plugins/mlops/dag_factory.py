@@ -4,6 +4,7 @@ only Airflow, pydantic and YAML are loaded here; the ML libraries wait inside th
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from airflow.sdk import DAG, Param
 from mlops import operators, settings
 from mlops.alerts import FailureAlert
 from mlops.config import PipelineConfig, load_all
+
+log = logging.getLogger(__name__)
 
 TRAINING_DOC = """\
 # {name}: training
@@ -74,7 +77,9 @@ def build_training_dag(config: PipelineConfig) -> DAG:
             title="Model override",
             description='Optional: {"estimator": "sklearn....", "params": {...}} to try another recipe.',
         ),
-        "reason": Param("", type="string", title="Reason", description="Why this run; kept on the MLflow run."),
+        "reason": Param(
+            "", type="string", title="Reason", description="Why this run; kept on the MLflow run."
+        ),
     }
     year, month, day = (int(part) for part in config.airflow.start_date.split("-"))
     with DAG(
@@ -106,7 +111,13 @@ def build_dags(directory: str | Path | None = None) -> dict[str, DAG]:
     configs, _errors = load_all(directory or settings.pipelines_dir())
     dags: dict[str, DAG] = {}
     for config in configs.values():
-        dag = build_training_dag(config)
+        try:
+            dag = build_training_dag(config)
+        except Exception:  # one pipeline that Airflow refuses must not take the others down
+            log.exception(
+                "Pipeline %s: its training DAG could not be built; the other pipelines load", config.name
+            )
+            continue
         dags[dag.dag_id] = dag
     return dags
 

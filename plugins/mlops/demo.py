@@ -83,7 +83,9 @@ def _prepare_home(home: Path, keep: bool, say: Any) -> None:
     say(f"State folder: {home}")
     airflow = Path(sys.executable).parent / "airflow"
     started = time.monotonic()
-    result = subprocess.run([str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy())
+    result = subprocess.run(
+        [str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy()
+    )
     if result.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{result.stderr[-2000:]}")
     say(f"Airflow metadata database ready (SQLite, {time.monotonic() - started:.0f} s)")
@@ -112,7 +114,11 @@ def _story(config: PipelineConfig, batches: dict[str, str]) -> PipelineStory:
             Step("new batch", {"data_uri": batches["second"], "reason": "demo: new batch"}, "promoted"),
             Step(
                 "deliberately worse model",
-                {"data_uri": batches["second"], "model": WORSE_MODEL[config.task], "reason": "demo: worse model"},
+                {
+                    "data_uri": batches["second"],
+                    "model": WORSE_MODEL[config.task],
+                    "reason": "demo: worse model",
+                },
                 "rejected",
             ),
         ],
@@ -141,8 +147,15 @@ def _registry_facts(config: PipelineConfig) -> dict[str, Any]:
     champion = registry.alias_version(config.name, registry.CHAMPION)
     metric = config.gate.primary_metric
     verdicts = ", ".join(f"v{v.version} {v.tags.get('gate.verdict', '-')}" for v in versions)
-    value = next((v.tags.get(f"gate.challenger.{metric}") for v in versions if int(v.version) == champion), None)
-    return {"versions": len(versions), "champion": champion, "verdicts": verdicts, "metric": f"{metric} {value}"}
+    value = next(
+        (v.tags.get(f"gate.challenger.{metric}") for v in versions if int(v.version) == champion), None
+    )
+    return {
+        "versions": len(versions),
+        "champion": champion,
+        "verdicts": verdicts,
+        "metric": f"{metric} {value}",
+    }
 
 
 def run_demo(home: Path, pipelines: list[str] | None = None, keep: bool = False) -> int:
@@ -168,7 +181,9 @@ def run_demo(home: Path, pipelines: list[str] | None = None, keep: bool = False)
         bag = DagBag(dag_folder=str(settings.repo_root() / "dags"))
     stories = []
     for config in chosen:
-        say(f"\n== {config.name} ({config.task}, {config.model.estimator}, gate on {config.gate.primary_metric})")
+        say(
+            f"\n== {config.name} ({config.task}, {config.model.estimator}, gate on {config.gate.primary_metric})"
+        )
         batches = _write_batches(config, home)
         say(f"   wrote batches to {Path(batches['first']).parent}")
         dag = bag.get_dag(config.training_dag_id)

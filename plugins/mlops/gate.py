@@ -69,7 +69,9 @@ class Verdict:
         return tags
 
     def to_markdown(self) -> str:
-        against = f"champion v{self.champion_version}" if self.champion_version else "no champion (first model)"
+        against = (
+            f"champion v{self.champion_version}" if self.champion_version else "no champion (first model)"
+        )
         lines = [
             f"# Gate verdict: {self.status.upper()}",
             "",
@@ -93,7 +95,9 @@ class Verdict:
 
 
 def _rules(gate: Gate) -> list[tuple[MetricRule, bool]]:
-    primary = MetricRule(metric=gate.primary_metric, threshold=gate.threshold, max_regression=gate.max_regression)
+    primary = MetricRule(
+        metric=gate.primary_metric, threshold=gate.threshold, max_regression=gate.max_regression
+    )
     return [(primary, True)] + [(rule, False) for rule in gate.secondary]
 
 
@@ -107,14 +111,18 @@ def evaluate_gate(
         value = challenger.get(metric)
         lower = metric in LOWER_IS_BETTER
         if value is None or value != value:  # missing or NaN
-            checks.append(Check(metric, "available", False, f"{metric} could not be computed for the challenger"))
+            checks.append(
+                Check(metric, "available", False, f"{metric} could not be computed for the challenger")
+            )
             continue
         if rule.threshold is not None:
             ok = value <= rule.threshold if lower else value >= rule.threshold
             bound = "maximum" if lower else "minimum"
             relation = ("within" if ok else "above") if lower else ("meets" if ok else "below")
             checks.append(
-                Check(metric, "threshold", ok, f"{metric} {value:.4f} {relation} the {bound} {rule.threshold:g}")
+                Check(
+                    metric, "threshold", ok, f"{metric} {value:.4f} {relation} the {bound} {rule.threshold:g}"
+                )
             )
         if champion is not None and rule.max_regression is not None and champion.get(metric) is not None:
             reference = champion[metric]
@@ -180,7 +188,10 @@ def run_gate(config: PipelineConfig, challenger_version: int) -> Verdict:
     )
     registry.set_version_tags(name, challenger_version, verdict.to_tags())
     registry.record_audit(
-        name, challenger_version, f"gate_{verdict.status}", {"champion_version": champion_version, "reasons": verdict.reasons}
+        name,
+        challenger_version,
+        f"gate_{verdict.status}",
+        {"champion_version": champion_version, "reasons": verdict.reasons},
     )
     mlflow_client = registry.client()
     mlflow_client.log_text(challenger.run_id, verdict.to_markdown(), "gate/verdict.md")

@@ -33,7 +33,11 @@ INGEST, VALIDATE, TRAIN, REGISTER, GATE, DEPLOY, REJECTED = (
 def _run_info(context: Context) -> dict[str, str]:
     ti = context["ti"]
     params = context.get("params") or {}
-    info = {"airflow.dag_id": ti.dag_id, "airflow.run_id": ti.run_id, "airflow.try_number": str(ti.try_number)}
+    info = {
+        "airflow.dag_id": ti.dag_id,
+        "airflow.run_id": ti.run_id,
+        "airflow.try_number": str(ti.try_number),
+    }
     if params.get("reason"):
         info["mlops.trigger_reason"] = str(params["reason"])
     return info
@@ -110,7 +114,9 @@ class RegisterModelOperator(_PipelineOperator):
 
         trained = context["ti"].xcom_pull(task_ids=TRAIN)
         tags = {**_run_info(context), "mlops.run_id": trained["run_id"]}
-        version = register_version(self.config.name, trained["model_uri"], trained["run_id"], tags, self.config.description)
+        version = register_version(
+            self.config.name, trained["model_uri"], trained["run_id"], tags, self.config.description
+        )
         return {"version": version, "run_id": trained["run_id"]}
 
 
@@ -159,7 +165,7 @@ class DeployModelOperator(_PipelineOperator):
             self.config.name,
             self.config.alerts,
             "promoted",
-            f"{self.config.name}: v{version} is the new champion",
+            f"v{version} is the new champion",
             "; ".join(verdict["reasons"]),
             context,
         )
@@ -178,15 +184,23 @@ class GateRejectedOperator(_PipelineOperator):
         champion = f"v{verdict['champion_version']}" if verdict["champion_version"] else "none"
         summary = "; ".join(verdict["reasons"])
         self.log.warning(
-            "Gate REJECTED %s v%s (champion stays %s): %s", self.config.name, verdict["challenger_version"], champion, summary
+            "Gate REJECTED %s v%s (champion stays %s): %s",
+            self.config.name,
+            verdict["challenger_version"],
+            champion,
+            summary,
         )
         send_event(
             self.config.name,
             self.config.alerts,
             "rejected",
-            f"{self.config.name}: challenger v{verdict['challenger_version']} rejected by the gate",
+            f"challenger v{verdict['challenger_version']} rejected by the gate",
             summary,
             context,
             details={"champion": champion, "challenger_metrics": verdict["challenger_metrics"]},
         )
-        return {"status": "rejected", "challenger_version": verdict["challenger_version"], "reasons": verdict["reasons"]}
+        return {
+            "status": "rejected",
+            "challenger_version": verdict["challenger_version"],
+            "reasons": verdict["reasons"],
+        }

@@ -34,14 +34,18 @@ def client() -> Any:
     return mlflow.MlflowClient()
 
 
-def register_version(name: str, model_uri: str, run_id: str, tags: dict[str, str], description: str = "") -> int:
+def register_version(
+    name: str, model_uri: str, run_id: str, tags: dict[str, str], description: str = ""
+) -> int:
     """Register ``model_uri`` as a new version of ``name`` (created if missing) and point ``challenger`` at it."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     mlflow_client = client()
     try:
-        mlflow_client.create_registered_model(name, description=description or None, tags={"mlops.pipeline": name})
+        mlflow_client.create_registered_model(
+            name, description=description or None, tags={"mlops.pipeline": name}
+        )
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise RegistryError(f"cannot create registered model '{name}': {exc.message}") from exc
@@ -84,8 +88,8 @@ def record_audit(name: str, version: int, event: str, details: dict[str, Any]) -
     entry = {
         "event": event,
         "at": now.isoformat(timespec="milliseconds"),
-        "by": details.pop("by", None) or os.environ.get("USER") or "airflow",
-        **details,
+        "by": details.get("by") or os.environ.get("USER") or "airflow",
+        **{k: v for k, v in details.items() if k != "by"},
     }
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")  # tag keys allow no '+'; sorts chronologically
     set_version_tags(name, version, {f"{AUDIT_PREFIX}{stamp}.{event}": json.dumps(entry, sort_keys=True)})
@@ -126,7 +130,8 @@ def promotion_lock(name: str) -> Iterator[None]:
     from filelock import FileLock
 
     if parsed.scheme == "sqlite":
-        lock_path = Path(unquote(parsed.path)).with_suffix(f".{name}.promote.lock")
+        # sqlite:///relative.db and sqlite:////absolute.db: the path is what follows the third slash.
+        lock_path = Path(unquote(parsed.path).removeprefix("/")).with_suffix(f".{name}.promote.lock")
     else:
         lock_dir = settings.mlops_home() / "locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +140,9 @@ def promotion_lock(name: str) -> Iterator[None]:
         yield
 
 
-def promote(name: str, version: int, expected_champion: int | None, *, audit: dict[str, Any]) -> dict[str, Any]:
+def promote(
+    name: str, version: int, expected_champion: int | None, *, audit: dict[str, Any]
+) -> dict[str, Any]:
     """Move ``champion`` to ``version`` only if it still points at ``expected_champion`` (None: no champion).
 
     Raises:
@@ -151,10 +158,17 @@ def promote(name: str, version: int, expected_champion: int | None, *, audit: di
                 "Run the pipeline again to gate against the current champion."
             )
         client().set_registered_model_alias(name, CHAMPION, version)
-        entry = record_audit(name, version, "promoted", {**audit, "from_version": current, "to_version": version})
+        entry = record_audit(
+            name, version, "promoted", {**audit, "from_version": current, "to_version": version}
+        )
         set_version_tags(name, version, {"deploy.status": "champion", "deploy.promoted_at": entry["at"]})
-        if current is not None:
+        if current is not None and current != version:
             set_version_tags(name, current, {"deploy.status": "retired", "deploy.replaced_by": version})
-            record_audit(name, current, "retired", {"by": entry["by"], "replaced_by": version, "reason": audit.get("reason")})
+            record_audit(
+                name,
+                current,
+                "retired",
+                {"by": entry["by"], "replaced_by": version, "reason": audit.get("reason")},
+            )
     log.info("Promoted %s v%s to champion (was %s)", name, version, current)
     return entry

@@ -66,7 +66,9 @@ def _s3_parts(uri: str) -> tuple[str, str]:
 def _s3_client() -> Any:
     import boto3
 
-    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL"))
+    return boto3.client(
+        "s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    )
 
 
 def _s3_error(uri: str, action: str, exc: Exception) -> StorageError:
@@ -172,7 +174,9 @@ def list_uris(prefix: str, suffix: str = "") -> list[str]:
     found: list[str] = []
     try:
         for page in _s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
-            found += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", []) if o["Key"].endswith(suffix)]
+            found += [
+                f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", []) if o["Key"].endswith(suffix)
+            ]
     except Exception as exc:
         raise _s3_error(prefix, "list", exc) from exc
     return sorted(found)

@@ -55,7 +55,11 @@ def effective_config(config: PipelineConfig, model_override: dict[str, Any] | No
     if unknown:
         raise ConfigError("run conf 'model'", [f"unknown keys {sorted(unknown)}; allowed: estimator, params"])
     try:
-        spec = ModelSpec.model_validate({**config.model.model_dump(), **model_override})
+        # Another estimator starts from its own defaults: the recipe's params belong to the recipe's estimator.
+        base = config.model.model_dump()
+        if model_override.get("estimator", base["estimator"]) != base["estimator"]:
+            base["params"] = {}
+        spec = ModelSpec.model_validate({**base, **model_override})
     except ValidationError as exc:
         raise ConfigError("run conf 'model'", [_describe(error) for error in exc.errors()]) from None
     return config.model_copy(update={"model": spec})
@@ -100,8 +104,8 @@ def prepare_frame(frame: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
         if feature.type == "numeric":
             out[feature.name] = pd.to_numeric(column, errors="raise").astype("float64")
         else:
-            out[feature.name] = column.astype("object").where(column.notna(), None).map(
-                lambda v: v if v is None else str(v)
+            out[feature.name] = (
+                column.astype("object").where(column.notna(), None).map(lambda v: v if v is None else str(v))
             )
     out[config.target] = frame[config.target]
     return out
@@ -169,7 +173,9 @@ def compute_metrics(config: PipelineConfig, model: Any, holdout: pd.DataFrame) -
     positive = classes[-1] if binary else None
     result = {
         "accuracy": float(skm.accuracy_score(y, predicted)),
-        "precision": float(skm.precision_score(y, predicted, average=average, pos_label=positive, zero_division=0)),
+        "precision": float(
+            skm.precision_score(y, predicted, average=average, pos_label=positive, zero_division=0)
+        ),
         "recall": float(skm.recall_score(y, predicted, average=average, pos_label=positive, zero_division=0)),
         "f1": float(skm.f1_score(y, predicted, average=average, pos_label=positive, zero_division=0)),
     }
@@ -177,7 +183,9 @@ def compute_metrics(config: PipelineConfig, model: Any, holdout: pd.DataFrame) -
         proba = model.predict_proba(x)
         if binary:
             result["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]))
-            result["average_precision"] = float(skm.average_precision_score(y, proba[:, 1], pos_label=positive))
+            result["average_precision"] = float(
+                skm.average_precision_score(y, proba[:, 1], pos_label=positive)
+            )
         else:
             result["roc_auc"] = float(skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
         result["log_loss"] = float(skm.log_loss(y, proba, labels=classes))
@@ -191,7 +199,11 @@ def code_version() -> tuple[str, bool]:
         return "unknown", False
     try:
         sha = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
@@ -269,7 +281,9 @@ def train_model(
         **(lineage or {}),
     }
     x_train, y_train = train[config.feature_names], train[config.target]
-    with mlflow.start_run(experiment_id=experiment_id, run_name=lineage.get("airflow.run_id") if lineage else None) as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=lineage.get("airflow.run_id") if lineage else None
+    ) as run:
         mlflow.set_tags(tags)
         mlflow.log_params(
             {
@@ -291,16 +305,22 @@ def train_model(
         metrics = compute_metrics(config, model, holdout)
         mlflow.log_metrics(metrics)
         mlflow.log_input(
-            mlflow.data.from_pandas(train, source=batch.uri, name=f"{config.name}-train", targets=config.target),
+            mlflow.data.from_pandas(
+                train, source=batch.uri, name=f"{config.name}-train", targets=config.target
+            ),
             context="training",
         )
         mlflow.log_input(
-            mlflow.data.from_pandas(holdout, source=batch.uri, name=f"{config.name}-holdout", targets=config.target),
+            mlflow.data.from_pandas(
+                holdout, source=batch.uri, name=f"{config.name}-holdout", targets=config.target
+            ),
             context="holdout",
         )
         snapshot = {"snapshot_hash": digest, "batches": [b.to_dict() for b in batches]}
         mlflow.log_text(json.dumps(snapshot, indent=2), SNAPSHOT_ARTIFACT)
-        mlflow.log_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), f"config/{config.name}.yaml")
+        mlflow.log_text(
+            yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), f"config/{config.name}.yaml"
+        )
         _log_table(holdout, HOLDOUT_ARTIFACT)
         example = x_train.head(5)
         mlflow.sklearn.log_model(
@@ -312,7 +332,13 @@ def train_model(
             serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
         )
         model_uri = f"runs:/{run.info.run_id}/{MODEL_NAME}"
-    log.info("Trained %s on %d rows from %d batch(es): %s", config.model.estimator, len(train), len(batches), metrics)
+    log.info(
+        "Trained %s on %d rows from %d batch(es): %s",
+        config.model.estimator,
+        len(train),
+        len(batches),
+        metrics,
+    )
     return TrainResult(
         run_id=run.info.run_id,
         experiment_id=experiment_id,
@@ -345,5 +371,7 @@ def load_holdout(run_id: str) -> pd.DataFrame:
 
     mlflow.set_tracking_uri(settings.tracking_uri())
     with tempfile.TemporaryDirectory(prefix="mlops-") as tmp:
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=HOLDOUT_ARTIFACT, dst_path=tmp)
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=HOLDOUT_ARTIFACT, dst_path=tmp
+        )
         return pd.read_parquet(local)

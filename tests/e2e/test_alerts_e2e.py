@@ -8,19 +8,17 @@ callback (through ``default_args``) and the DAG-level one, so one failure sends 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import receivers
-from mlops.alerts import FailureAlert
-from mlops.config import AlertRoute
 from receivers import SmtpServer, WebhookServer
 
-# The real receivers as fixtures (until tests/conftest.py provides them to every test).
-smtp_server = receivers.smtp_server
-webhook_server = receivers.webhook_server
+from mlops.alerts import FailureAlert
+from mlops.config import AlertRoute
+
 pytestmark = pytest.mark.e2e
 
 PIPELINE = "alerts_e2e"
@@ -47,7 +45,7 @@ def _serialize_to_db(dag: Any) -> None:
     sync_bag_to_db(bag, "dags-folder", None)
 
 
-def _failing_dag(alert: FailureAlert) -> Any:
+def _failing_dag(alert: FailureAlert, dag_alert: FailureAlert | None = None) -> Any:
     from airflow.sdk import DAG, get_current_context, task
 
     with DAG(
@@ -56,7 +54,7 @@ def _failing_dag(alert: FailureAlert) -> Any:
         start_date=datetime(2026, 1, 1, tzinfo=UTC),
         catchup=False,
         default_args={"on_failure_callback": alert, "retries": 0},
-        on_failure_callback=alert,
+        on_failure_callback=dag_alert or alert,
         tags=["test"],
     ) as dag:
 
@@ -72,7 +70,7 @@ def _failing_dag(alert: FailureAlert) -> Any:
     return dag
 
 
-def test_failing_task_alerts_slack_and_email_at_task_and_dag_level(
+def test_a_failing_task_alerts_slack_and_email_once(
     airflow_db: Path, smtp_server: SmtpServer, webhook_server: WebhookServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_MLOPS", webhook_server.slack_connection())
@@ -83,40 +81,58 @@ def test_failing_task_alerts_slack_and_email_at_task_and_dag_level(
         AlertRoute(channel="slack", conn_id="slack_mlops", events=["failure"]),
         AlertRoute(channel="email", conn_id="smtp_mlops", to=["oncall@example.com"], events=["failure"]),
     ]
-    dag = _failing_dag(FailureAlert(PIPELINE, routes))
+    dag = _failing_dag(FailureAlert(PIPELINE, routes), FailureAlert(PIPELINE, routes, dag_level=True))
 
     dag_run = dag.test()
 
     assert dag_run.state == "failed"
-    assert webhook_server.wait_for_requests(2, timeout=5), webhook_server.requests
-    assert smtp_server.wait_for_messages(2, timeout=5), smtp_server.messages
+    assert webhook_server.wait_for_requests(1, timeout=5), webhook_server.requests
+    assert smtp_server.wait_for_messages(1, timeout=5), smtp_server.messages
+    time.sleep(0.5)  # a second (DAG-level) alert would have arrived by now
+    # The DAG-level callback stays quiet: the task's own alert, with the exception, already went out.
+    assert len(webhook_server.requests) == 1 and len(smtp_server.messages) == 1
     run_id = dag_run.run_id
     log_url = f"http://airflow.example:8080/dags/{DAG_ID}/runs/"
     mlflow_url = f"http://mlflow.example:5000/#/experiments/{MLFLOW_EXPERIMENT}/runs/{MLFLOW_RUN}"
 
-    task_post, dag_post = sorted(webhook_server.requests, key=lambda r: "DAG run" in r.text)
-    for post in (task_post, dag_post):
-        assert post.path == "/services/T000/B000/XXXX"
-        for expected in (PIPELINE, f"DAG: {DAG_ID}", "Task: train", f"Run: {run_id}", "Try: 1", log_url):
-            assert expected in post.text
-    # The task-level callback has the exception and the MLflow run pushed before the failure.
-    assert f"ValueError: {ERROR}" in task_post.text
-    assert mlflow_url in task_post.text
-    # The DAG-level callback (run by dag.test in-process) has no exception: it names the failed task.
-    assert "DAG run of alerts_e2e_training failed at task train" in dag_post.text
-    assert "reason: task_failure" in dag_post.text
+    (post,) = webhook_server.requests
+    assert post.path == "/services/T000/B000/XXXX"
+    for expected in (
+        PIPELINE,
+        f"DAG: {DAG_ID}",
+        "Task: train",
+        f"Run: {run_id}",
+        "Try: 1",
+        log_url,
+        mlflow_url,
+    ):
+        assert expected in post.text
+    assert f"ValueError: {ERROR}" in post.text
 
-    task_mail, dag_mail = sorted(smtp_server.messages, key=lambda m: "DAG run" in m.subject)
-    assert task_mail.subject == f"[mlops][FAILURE] {PIPELINE}: task train failed"
-    assert dag_mail.subject == f"[mlops][FAILURE] {PIPELINE}: DAG run of {DAG_ID} failed at task train"
-    for mail in (task_mail, dag_mail):
-        assert mail.rcpt_tos == ["oncall@example.com"]
-        assert mail.mail_from == "mlops@example.com"
-        body = mail.body()
-        for expected in (PIPELINE, DAG_ID, ">train<", run_id, ">1<", log_url):
-            assert expected in body
-    assert f"ValueError: {ERROR}" in task_mail.body()
-    assert mlflow_url in task_mail.body()
+    (mail,) = smtp_server.messages
+    assert mail.subject == f"[mlops][FAILURE] {PIPELINE}: task train failed"
+    assert mail.rcpt_tos == ["oncall@example.com"]
+    assert mail.mail_from == "mlops@example.com"
+    body = mail.body()
+    for expected in (PIPELINE, DAG_ID, ">train<", run_id, ">1<", log_url, mlflow_url, f"ValueError: {ERROR}"):
+        assert expected in body
+
+
+def test_the_dag_level_alert_speaks_when_the_task_is_silent(
+    airflow_db: Path, webhook_server: WebhookServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a task-level callback, the DAG-level one reports the failed run (as for a run timeout)."""
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_MLOPS", webhook_server.slack_connection())
+    routes = [AlertRoute(channel="slack", conn_id="slack_mlops", events=["failure"])]
+    dag = _failing_dag(FailureAlert(PIPELINE, []), FailureAlert(PIPELINE, routes))
+
+    dag_run = dag.test()
+
+    assert dag_run.state == "failed"
+    assert webhook_server.wait_for_requests(1, timeout=5), webhook_server.requests
+    (post,) = webhook_server.requests
+    assert f"DAG run of {DAG_ID} failed at task train" in post.text
+    assert "reason: task_failure" in post.text
 
 
 def test_failure_without_connections_is_logged_and_the_run_still_ends(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,13 @@ def test_story_first_batch_new_batch_and_a_worse_model(
     assert v1.tags["gate.champion_version"] == "none"
     assert v1.tags["deploy.status"] == "champion"
     run = registry.client().get_run(v1.run_id)
-    for tag in ("mlops.data_hash", "mlops.batch_hash", "mlops.config_hash", "mlops.code_version", "mlops.seed"):
+    for tag in (
+        "mlops.data_hash",
+        "mlops.batch_hash",
+        "mlops.config_hash",
+        "mlops.code_version",
+        "mlops.seed",
+    ):
         assert run.data.tags[tag], tag
     assert run.data.tags["airflow.dag_id"] == DAG_ID
     assert run.data.tags["airflow.run_id"] == dag_run.run_id
@@ -74,13 +79,17 @@ def test_story_first_batch_new_batch_and_a_worse_model(
     assert v3.tags["gate.verdict"] == "rejected"
     assert "below the minimum" in v3.tags["gate.reasons"]
     assert registry.alias_version(PIPELINE, registry.CHALLENGER) == 3
-    verdict = json.loads(registry.client().download_artifacts(v3.run_id, "gate/verdict.json") and
-                         Path(registry.client().download_artifacts(v3.run_id, "gate/verdict.json")).read_text())
+    verdict = json.loads(
+        registry.client().download_artifacts(v3.run_id, "gate/verdict.json")
+        and Path(registry.client().download_artifacts(v3.run_id, "gate/verdict.json")).read_text()
+    )
     assert verdict["status"] == "rejected" and verdict["champion_metrics"]["roc_auc"] > 0.9
 
 
 @pytest.fixture(scope="module")
-def home_with_champion(dagbag: Any, bc_batches: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def home_with_champion(
+    dagbag: Any, bc_batches: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """One MLOPS_HOME for the corruption tests, holding champion v1 trained on the first batch."""
     home = tmp_path_factory.mktemp("mlops-corruption")
     with pytest.MonkeyPatch.context() as patch:
@@ -117,8 +126,12 @@ def test_corrupted_batch_is_quarantined_and_the_champion_untouched(
     assert len(model_versions(PIPELINE)) == versions_before, "no new model version"
     assert champion(PIPELINE) == 1
     assert source.read_bytes() == before, "the source batch is left as it was"
-    quarantined = [p for p in (home_with_champion / "store" / PIPELINE / "quarantine").iterdir() if p.is_dir()]
-    folder = next(p for p in quarantined if json.loads((p / "batch.json").read_text())["source"].endswith(source.name))
+    quarantined = [
+        p for p in (home_with_champion / "store" / PIPELINE / "quarantine").iterdir() if p.is_dir()
+    ]
+    folder = next(
+        p for p in quarantined if json.loads((p / "batch.json").read_text())["source"].endswith(source.name)
+    )
     names = {p.name for p in folder.iterdir()}
     assert {"result.json", "report.html", "batch.json"} <= names and len(names) == 4, names
     summary = json.loads((folder / "batch.json").read_text())["summary"]

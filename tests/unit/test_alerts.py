@@ -12,7 +12,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import receivers
+from receivers import SmtpServer, WebhookServer, free_port
+
 from mlops.alerts import (
     Alert,
     FailureAlert,
@@ -23,11 +24,7 @@ from mlops.alerts import (
     task_log_url,
 )
 from mlops.config import AlertRoute
-from receivers import SmtpServer, WebhookServer, free_port
 
-# The real receivers as fixtures (until tests/conftest.py provides them to every test).
-smtp_server = receivers.smtp_server
-webhook_server = receivers.webhook_server
 pytestmark = pytest.mark.unit
 
 RUN_ID = "manual__2026-11-27T10:00:00+00:00"

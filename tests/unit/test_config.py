@@ -261,7 +261,7 @@ def test_deep_check_regressor_for_a_classification_task() -> None:
 @pytest.mark.unit
 def test_deep_check_classifier_for_a_regression_task() -> None:
     def regression(d: dict[str, Any]) -> None:
-        d.update(task="regression", gate={"primary_metric": "rmse"})
+        d.update(task="regression", gate={"primary_metric": "rmse", "threshold": 5})
 
     config = parse_config(_with(regression))
     [problem] = check_config_deep(config)

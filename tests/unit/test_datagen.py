@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from mlops.config import check_config_deep, load_config
 from mlops_datagen import (
     CORRUPTIONS,

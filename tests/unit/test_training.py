@@ -33,7 +33,9 @@ def _config(task: str = "classification", **changes: Any) -> PipelineConfig:
         "model": {"estimator": "sklearn.linear_model.LogisticRegression"}
         if task == "classification"
         else {"estimator": "sklearn.linear_model.LinearRegression"},
-        "gate": {"primary_metric": "roc_auc" if task == "classification" else "rmse"},
+        "gate": {"primary_metric": "roc_auc", "threshold": 0.5}
+        if task == "classification"
+        else {"primary_metric": "rmse", "threshold": 10},
         **changes,
     }
     return parse_config(document)

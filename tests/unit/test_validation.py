@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from mlops.config import PipelineConfig, parse_config
 from mlops.errors import DataValidationError
 from mlops.validation import (
