@@ -145,9 +145,10 @@ def validate_and_file(config: PipelineConfig, batch: Batch) -> ValidationOutcome
         json.dumps({**batch.to_dict(), "summary": report.summary()}, indent=2),
     )
     storage.move(batch.uri, storage.join(quarantine, name))
+    # What failed comes first: alerts show only the start of the message.
     summary = (
-        f"Batch {batch.source} rejected by validation and quarantined at {quarantine}. {report.summary()} "
-        f"Full result: {result_uri}; report: {report_uri}."
+        f"Validation failed: {report.summary()} The batch {batch.source} is quarantined at {quarantine}; "
+        f"full result: {result_uri}; report: {report_uri}."
     )
     raise DataValidationError(
         summary, quarantine_uri=quarantine, failed=[f.expectation for f in report.failed]
