@@ -138,6 +138,10 @@ def validate_and_file(config: PipelineConfig, batch: Batch) -> ValidationOutcome
         return ValidationOutcome(batch, True, report.summary(), result_uri, report_uri, None)
 
     quarantine = storage.join(pipeline_root(config.name), "quarantine", batch.content_hash)
+    # A batch accepted once but failing now (say the rules changed) leaves the accepted set with its manifest.
+    manifest = batch.uri.rsplit(".", 1)[0] + ".json"
+    if "/accepted/" in batch.uri and storage.exists(manifest):
+        storage.delete(manifest)
     storage.copy(result_uri, storage.join(quarantine, "result.json"))
     storage.copy(report_uri, storage.join(quarantine, "report.html"))
     storage.write_text(

@@ -104,9 +104,8 @@ def prepare_frame(frame: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
         if feature.type == "numeric":
             out[feature.name] = pd.to_numeric(column, errors="raise").astype("float64")
         else:
-            out[feature.name] = (
-                column.astype("object").where(column.notna(), None).map(lambda v: v if v is None else str(v))
-            )
+            # Text, with missing values as NaN: the marker SimpleImputer treats as missing.
+            out[feature.name] = column.map(lambda v: float("nan") if pd.isna(v) else str(v)).astype("object")
     out[config.target] = frame[config.target]
     return out
 

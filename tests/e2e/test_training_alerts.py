@@ -55,6 +55,9 @@ def test_a_quarantined_batch_and_a_gate_rejection_are_announced(
     dag_run = run({"data_uri": str(bc_batches["second"]), "model": worse})
     assert dag_run.state == "success" and task_states(dag_run)["gate_rejected"] == "success"
     assert webhook_server.wait_for_requests(1) and smtp_server.wait_for_messages(1)
-    assert "rejected" in webhook_server.requests[0].text and "below the minimum" in webhook_server.requests[0].text
+    assert (
+        "rejected" in webhook_server.requests[0].text
+        and "below the minimum" in webhook_server.requests[0].text
+    )
     assert "REJECTED" in smtp_server.messages[0].subject.upper()
     assert champion(PIPELINE) == 1

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from mlops.config import PipelineConfig, load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,9 +63,7 @@ def bc_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Three small, valid breast_cancer batches (80 distinct rows each). Read them; never change them."""
     from mlops_datagen import generate_batches
 
-    return generate_batches(
-        "breast_cancer", tmp_path_factory.mktemp("landing"), batches=3, rows=80, seed=3
-    )
+    return generate_batches("breast_cancer", tmp_path_factory.mktemp("landing"), batches=3, rows=80, seed=3)
 
 
 # A real S3 API: moto's server on a free local port -------------------------------------------------------------

@@ -143,7 +143,7 @@ def pipeline_config() -> Any:
             "target": "churned",
             "features": [{"name": "tenure", "type": "numeric"}],
             "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-            "gate": {"primary_metric": "roc_auc"},
+            "gate": {"primary_metric": "roc_auc", "threshold": 0.5},
             "alerts": [{"channel": "slack", "conn_id": "slack_mlops"}],
         }
     )

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+
 from mlops import batches, settings, storage
 from mlops.batches import Batch, accepted_batches, ingest_batch, validate_and_file
 from mlops.config import PipelineConfig
@@ -27,7 +28,9 @@ def _under(pipeline: str, *parts: str) -> list[str]:
 
 # ingest -------------------------------------------------------------------------------------------------------
 @pytest.mark.unit
-def test_ingest_is_content_addressed(mlops_home: Path, breast_cancer: PipelineConfig, bc_files: list[Path]) -> None:
+def test_ingest_is_content_addressed(
+    mlops_home: Path, breast_cancer: PipelineConfig, bc_files: list[Path]
+) -> None:
     batch = ingest_batch(breast_cancer, str(bc_files[0]))
 
     digest = _sha256(bc_files[0])
@@ -35,7 +38,11 @@ def test_ingest_is_content_addressed(mlops_home: Path, breast_cancer: PipelineCo
     assert batch.uri == storage.join(settings.store_uri(), "breast_cancer", "incoming", f"{digest}.csv")
     assert storage.read_bytes(batch.uri) == bc_files[0].read_bytes()
     assert batch.source == bc_files[0].resolve().as_uri()
-    assert (batch.pipeline, batch.format, batch.size_bytes) == ("breast_cancer", "csv", bc_files[0].stat().st_size)
+    assert (batch.pipeline, batch.format, batch.size_bytes) == (
+        "breast_cancer",
+        "csv",
+        bc_files[0].stat().st_size,
+    )
     assert Batch.from_dict(json.loads(json.dumps(batch.to_dict()))) == batch  # travels through XCom
 
 
@@ -57,7 +64,9 @@ def test_ingest_twice_gives_the_same_uri(
 
 
 @pytest.mark.unit
-def test_ingest_uses_the_configured_source_and_run_date(mlops_home: Path, breast_cancer: PipelineConfig, bc_files: list[Path]) -> None:
+def test_ingest_uses_the_configured_source_and_run_date(
+    mlops_home: Path, breast_cancer: PipelineConfig, bc_files: list[Path]
+) -> None:
     landing = mlops_home / "landing" / "breast_cancer"
     landing.mkdir(parents=True)
     shutil.copyfile(bc_files[1], landing / "2026-02-03.csv")
@@ -95,7 +104,9 @@ def test_source_is_never_modified_or_deleted(
 
 # validate_and_file --------------------------------------------------------------------------------------------
 @pytest.mark.unit
-def test_a_good_batch_is_accepted(mlops_home: Path, breast_cancer: PipelineConfig, bc_files: list[Path]) -> None:
+def test_a_good_batch_is_accepted(
+    mlops_home: Path, breast_cancer: PipelineConfig, bc_files: list[Path]
+) -> None:
     batch = ingest_batch(breast_cancer, str(bc_files[0]))
 
     outcome = validate_and_file(breast_cancer, batch)
@@ -139,7 +150,10 @@ def test_a_bad_batch_is_quarantined(
     )
     assert storage.read_bytes(storage.join(quarantine, f"{batch.content_hash}.csv")) == broken.read_bytes()
     assert json.loads(storage.read_text(storage.join(quarantine, "result.json")))["success"] is False
-    assert json.loads(storage.read_text(storage.join(quarantine, "batch.json")))["content_hash"] == batch.content_hash
+    assert (
+        json.loads(storage.read_text(storage.join(quarantine, "batch.json")))["content_hash"]
+        == batch.content_hash
+    )
     assert _under("breast_cancer", "incoming") == []
     assert _under("breast_cancer", "accepted") == []
     assert accepted_batches("breast_cancer") == []
@@ -147,7 +161,9 @@ def test_a_bad_batch_is_quarantined(
 
 # accepted_batches ---------------------------------------------------------------------------------------------
 @pytest.mark.unit
-def test_accepted_batches_oldest_first(mlops_home: Path, breast_cancer: PipelineConfig, bc_files: list[Path]) -> None:
+def test_accepted_batches_oldest_first(
+    mlops_home: Path, breast_cancer: PipelineConfig, bc_files: list[Path]
+) -> None:
     accepted = [validate_and_file(breast_cancer, ingest_batch(breast_cancer, str(f))).batch for f in bc_files]
 
     assert [b.content_hash for b in accepted_batches("breast_cancer")] == [b.content_hash for b in accepted]
@@ -184,7 +200,9 @@ def s3_store(mlops_home: Path, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.mark.unit
-def test_s3_store_accepts_a_good_batch(s3_store: str, breast_cancer: PipelineConfig, bc_files: list[Path]) -> None:
+def test_s3_store_accepts_a_good_batch(
+    s3_store: str, breast_cancer: PipelineConfig, bc_files: list[Path]
+) -> None:
     batch = ingest_batch(breast_cancer, str(bc_files[0]))
     assert batch.uri == f"{s3_store}/breast_cancer/incoming/{batch.content_hash}.csv"
 
@@ -211,7 +229,8 @@ def test_s3_store_quarantines_a_bad_batch(
     quarantine = f"{s3_store}/breast_cancer/quarantine/{batch.content_hash}"
     assert caught.value.quarantine_uri == quarantine
     assert storage.list_uris(quarantine) == sorted(
-        f"{quarantine}/{name}" for name in ("batch.json", "report.html", "result.json", f"{batch.content_hash}.csv")
+        f"{quarantine}/{name}"
+        for name in ("batch.json", "report.html", "result.json", f"{batch.content_hash}.csv")
     )
     assert _under("breast_cancer", "incoming") == []
     assert accepted_batches("breast_cancer") == []

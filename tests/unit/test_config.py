@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from mlops.config import PipelineConfig, check_config_deep, load_all, load_config, parse_config
 from mlops.errors import ConfigError
 
@@ -148,20 +149,26 @@ def test_expectations_on_an_undeclared_column(tmp_path: Path) -> None:
 
 @pytest.mark.unit
 def test_min_greater_than_max(tmp_path: Path) -> None:
-    problems, _ = _problems(tmp_path, _with(lambda d: d["expectations"]["columns"].update(size={"min": 5, "max": 1})))
+    problems, _ = _problems(
+        tmp_path, _with(lambda d: d["expectations"]["columns"].update(size={"min": 5, "max": 1}))
+    )
     assert "field 'expectations.columns.size'" in problems
     assert "min (5.0) is greater than max (1.0)" in problems
 
 
 @pytest.mark.unit
 def test_target_listed_as_a_feature(tmp_path: Path) -> None:
-    problems, _ = _problems(tmp_path, _with(lambda d: d["features"].append({"name": "label", "type": "numeric"})))
+    problems, _ = _problems(
+        tmp_path, _with(lambda d: d["features"].append({"name": "label", "type": "numeric"}))
+    )
     assert "field 'target': 'label' is also listed as a feature" in problems
 
 
 @pytest.mark.unit
 def test_duplicate_features(tmp_path: Path) -> None:
-    problems, _ = _problems(tmp_path, _with(lambda d: d["features"].append({"name": "size", "type": "numeric"})))
+    problems, _ = _problems(
+        tmp_path, _with(lambda d: d["features"].append({"name": "size", "type": "numeric"}))
+    )
     assert "field 'features': duplicate names ['size']" in problems
 
 

@@ -7,6 +7,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+
 from mlops import storage
 from mlops.errors import StorageError
 
@@ -16,7 +17,9 @@ from mlops.errors import StorageError
 def test_resolve_uri_fills_in_the_run_date() -> None:
     when = date(2026, 3, 4)
     assert storage.resolve_uri("s3://b/x/{ds}.csv", when) == "s3://b/x/2026-03-04.csv"
-    assert storage.resolve_uri("s3://b/x/{ds_nodash}.csv", datetime(2026, 3, 4, 5, 6)) == "s3://b/x/20260304.csv"
+    assert (
+        storage.resolve_uri("s3://b/x/{ds_nodash}.csv", datetime(2026, 3, 4, 5, 6)) == "s3://b/x/20260304.csv"
+    )
 
 
 @pytest.mark.unit

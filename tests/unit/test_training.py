@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
 from mlops import registry, training
 from mlops.batches import Batch, accepted_batches, ingest_batch, validate_and_file
 from mlops.config import PipelineConfig, Training, parse_config
@@ -104,7 +105,9 @@ def test_effective_config_applies_a_model_override(breast_cancer: PipelineConfig
 
 @pytest.mark.unit
 def test_effective_config_refuses_unknown_keys(breast_cancer: PipelineConfig) -> None:
-    with pytest.raises(ConfigError, match=r"unknown keys \['learning_rate'\]; allowed: estimator, params") as caught:
+    with pytest.raises(
+        ConfigError, match=r"unknown keys \['learning_rate'\]; allowed: estimator, params"
+    ) as caught:
         training.effective_config(breast_cancer, {"learning_rate": 0.1})
     assert caught.value.path == "run conf 'model'"
 
@@ -185,7 +188,9 @@ def test_compute_metrics_single_class_holdout_has_no_ranking_metrics() -> None:
 @pytest.mark.unit
 def test_compute_metrics_regression() -> None:
     # Truth 1 2 3 0, predicted 2 2 2 1: errors 1 0 -1 1.
-    metrics = training.compute_metrics(_config("regression"), FixedModel([2.0, 2.0, 2.0, 1.0]), _holdout([1, 2, 3, 0]))
+    metrics = training.compute_metrics(
+        _config("regression"), FixedModel([2.0, 2.0, 2.0, 1.0]), _holdout([1, 2, 3, 0])
+    )
     assert metrics == pytest.approx(
         {
             "rmse": math.sqrt(3 / 4),
@@ -214,7 +219,9 @@ class Trained:
 @pytest.fixture(scope="module")
 def trained(module_home: Path, breast_cancer: PipelineConfig, bc_files: list[Path]) -> Trained:
     """Two accepted breast_cancer batches and a model trained on both (window 'all')."""
-    accepted = [validate_and_file(breast_cancer, ingest_batch(breast_cancer, str(f))).batch for f in bc_files[:2]]
+    accepted = [
+        validate_and_file(breast_cancer, ingest_batch(breast_cancer, str(f))).batch for f in bc_files[:2]
+    ]
     lineage = {"airflow.dag_id": "breast_cancer_training", "airflow.run_id": "manual__2026-01-02"}
     result = training.train_model(breast_cancer, accepted[1], lineage=lineage)
     return Trained(accepted, result, lineage)
@@ -238,7 +245,9 @@ def test_split_is_deterministic_and_disjoint(trained: Trained, breast_cancer: Pi
 
 
 @pytest.mark.unit
-def test_an_earlier_model_never_trained_on_a_later_holdout(trained: Trained, breast_cancer: PipelineConfig) -> None:
+def test_an_earlier_model_never_trained_on_a_later_holdout(
+    trained: Trained, breast_cancer: PipelineConfig
+) -> None:
     first_train, first_holdout = training.split_snapshot(breast_cancer, trained.batches[:1])
     _, later_holdout = training.split_snapshot(breast_cancer, trained.batches)
     assert _rows(first_holdout) <= _rows(later_holdout)
@@ -261,7 +270,9 @@ def test_split_of_a_batch_that_is_gone(trained: Trained, breast_cancer: Pipeline
 
 
 @pytest.mark.unit
-def test_snapshot_window_all_is_every_batch_up_to_this_one(trained: Trained, breast_cancer: PipelineConfig) -> None:
+def test_snapshot_window_all_is_every_batch_up_to_this_one(
+    trained: Trained, breast_cancer: PipelineConfig
+) -> None:
     first, second = trained.batches
     assert accepted_batches("breast_cancer") == [first, second]
     assert training.snapshot_for(breast_cancer, first) == [first]
@@ -287,7 +298,15 @@ def test_train_model_logs_params_metrics_and_lineage(trained: Trained, breast_ca
     assert run.data.params["model.C"] == "0.1"
     assert (run.data.params["train_rows"], run.data.params["holdout_rows"]) == ("128", "32")
     assert run.data.metrics == pytest.approx(result.metrics)
-    assert set(result.metrics) == {"accuracy", "precision", "recall", "f1", "roc_auc", "average_precision", "log_loss"}
+    assert set(result.metrics) == {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "average_precision",
+        "log_loss",
+    }
     assert result.metrics["roc_auc"] > 0.9
 
     tags = run.data.tags
@@ -303,16 +322,22 @@ def test_train_model_logs_params_metrics_and_lineage(trained: Trained, breast_ca
 
 
 @pytest.mark.unit
-def test_train_model_logs_snapshot_holdout_config_and_model(trained: Trained, breast_cancer: PipelineConfig) -> None:
+def test_train_model_logs_snapshot_holdout_config_and_model(
+    trained: Trained, breast_cancer: PipelineConfig
+) -> None:
     result = trained.result
     client = registry.client()  # points mlflow at this module's store
-    artifacts = {a.path for folder in ("data", "config") for a in client.list_artifacts(result.run_id, folder)}
+    artifacts = {
+        a.path for folder in ("data", "config") for a in client.list_artifacts(result.run_id, folder)
+    }
     assert artifacts >= {"data/snapshot.json", "data/holdout.parquet", "config/breast_cancer.yaml"}
 
     snapshot = json.loads(mlflow.artifacts.load_text(f"runs:/{result.run_id}/data/snapshot.json"))
     assert snapshot["snapshot_hash"] == result.snapshot_hash
     assert [b["content_hash"] for b in snapshot["batches"]] == result.batches
-    logged_config = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{result.run_id}/config/breast_cancer.yaml"))
+    logged_config = yaml.safe_load(
+        mlflow.artifacts.load_text(f"runs:/{result.run_id}/config/breast_cancer.yaml")
+    )
     assert parse_config(logged_config).config_hash == breast_cancer.config_hash
 
     holdout = training.load_holdout(result.run_id)

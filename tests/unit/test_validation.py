@@ -41,7 +41,7 @@ def config() -> PipelineConfig:
                 {"name": "category", "type": "categorical"},
             ],
             "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-            "gate": {"primary_metric": "f1"},
+            "gate": {"primary_metric": "f1", "threshold": 0.5},
             "expectations": {
                 "row_count": {"min": 5, "max": 1000},
                 "columns": {
@@ -109,7 +109,10 @@ def test_build_suite_derives_expectations_from_schema_and_rules(config: Pipeline
 
 @pytest.mark.unit
 def test_regression_target_must_be_numeric(config: PipelineConfig) -> None:
-    data = config.model_dump(mode="json") | {"task": "regression", "gate": {"primary_metric": "rmse"}}
+    data = config.model_dump(mode="json") | {
+        "task": "regression",
+        "gate": {"primary_metric": "rmse", "threshold": 100.0},
+    }
     data["model"] = {"estimator": "sklearn.linear_model.LinearRegression"}
     suite = build_suite(parse_config(data))
 
