@@ -5,7 +5,7 @@
                                                  the demo story through Airflow on the embedded default
     mlops ui [--home DIR]                        Airflow (standalone) and the MLflow UI on the demo's stores
     mlops env [--home DIR]                       shell exports to use the airflow/mlflow CLIs on those stores
-    mlops data generate PIPELINE --out DIR ...  write dated batches (drift, corruption on request)
+    mlops data generate PIPELINE --out DIR ...  write dated batches (drift, corruption on request; --help)
 
 Airflow reads its settings when first imported, so nothing here imports it before the environment is set.
 """
@@ -95,28 +95,9 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _data_generate(args: argparse.Namespace) -> int:
-    from mlops_datagen import corrupt_batch, generate_batches
+    from mlops_datagen.__main__ import main as generate
 
-    paths = generate_batches(
-        args.pipeline,
-        args.out,
-        batches=args.batches,
-        rows=args.rows,
-        start_date=args.start_date,
-        seed=args.seed,
-        feature_drift=args.feature_drift,
-        concept_drift=args.concept_drift,
-        drift_from=args.drift_from,
-        fmt=args.format,
-    )
-    if args.corrupt:
-        last = paths[-1]
-        paths.append(
-            corrupt_batch(last, last.with_name(f"{last.stem}-{args.corrupt}{last.suffix}"), args.corrupt)
-        )
-    for path in paths:
-        print(path)
-    return 0
+    return generate(args.generator_args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,27 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     env.set_defaults(func=_env)
 
     data = commands.add_parser("data", help="sample data").add_subparsers(dest="action", required=True)
-    generate = data.add_parser("generate", help="write dated batches of an example pipeline")
-    generate.add_argument("pipeline", choices=["breast_cancer", "fraud_detection", "demand_forecast"])
-    generate.add_argument("--out", required=True, type=Path)
-    generate.add_argument("--batches", type=int, default=3)
-    generate.add_argument("--rows", type=int, default=None)
-    generate.add_argument("--start-date", default="2026-01-01")
-    generate.add_argument("--seed", type=int, default=7)
-    generate.add_argument("--feature-drift", type=float, default=0.0)
-    generate.add_argument("--concept-drift", type=float, default=0.0)
-    generate.add_argument("--drift-from", type=int, default=0)
-    generate.add_argument("--format", choices=["csv", "parquet"], default="csv")
-    generate.add_argument(
-        "--corrupt",
-        choices=["nulls", "missing_column", "wrong_type", "out_of_range", "empty", "unparseable"],
-        help="also write a corrupted copy of the last batch",
+    generate = data.add_parser(
+        "generate",
+        help="write dated batches of an example pipeline (same options as python -m mlops_datagen)",
+        add_help=False,
     )
+    generate.add_argument("generator_args", nargs=argparse.REMAINDER)
     generate.set_defaults(func=_data_generate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["data", "generate"]:  # the generator's own CLI, options and --help included
+        return _data_generate(argparse.Namespace(generator_args=argv[2:]))
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 
