@@ -74,8 +74,10 @@ def _env(args: argparse.Namespace) -> int:
 
 def _ui(args: argparse.Namespace) -> int:
     home = _home(args)
-    env = {**os.environ, **_apply_env(home), "AIRFLOW__API__PORT": str(args.airflow_port)}
     bin_dir = Path(sys.executable).parent
+    env = {**os.environ, **_apply_env(home), "AIRFLOW__API__PORT": str(args.airflow_port)}
+    # airflow standalone starts its components as `airflow ...` subprocesses: they must find ours.
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     mlflow_cmd = [
         str(bin_dir / "mlflow"), "ui", "--backend-store-uri", env["MLFLOW_TRACKING_URI"],
         "--host", "127.0.0.1", "--port", str(args.mlflow_port),
