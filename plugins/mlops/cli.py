@@ -5,6 +5,9 @@
                                                  the demo story through Airflow on the embedded default
     mlops ui [--home DIR]                        Airflow (standalone) and the MLflow UI on the demo's stores
     mlops env [--home DIR]                       shell exports to use the airflow/mlflow CLIs on those stores
+    mlops serve PIPELINE [--host H] [--port P]   the model server of a pipeline's champion
+    mlops rollback PIPELINE [--to-version N] --reason TEXT
+    mlops history PIPELINE [--json]              gate verdicts, promotions and rollbacks, oldest first
     mlops data generate PIPELINE --out DIR ...  write dated batches (drift, corruption on request; --help)
 
 Airflow reads its settings when first imported, so nothing here imports it before the environment is set.
@@ -13,13 +16,19 @@ Airflow reads its settings when first imported, so nothing here imports it befor
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
 import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlops import settings
+
+if TYPE_CHECKING:
+    from mlops.config import PipelineConfig
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -102,6 +111,58 @@ def _data_generate(args: argparse.Namespace) -> int:
     return generate(args.generator_args)
 
 
+def _pipeline(name: str) -> PipelineConfig:
+    from mlops.config import load_all
+
+    configs, errors = load_all(settings.pipelines_dir())
+    if name not in configs:
+        broken = [str(e) for path, e in errors.items() if Path(path).stem == name]
+        raise SystemExit(broken[0] if broken else f"no pipeline '{name}' in {settings.pipelines_dir()}")
+    return configs[name]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mlops.serving.app import run
+
+    config = _pipeline(args.pipeline)
+    run(config, host=args.host or config.serving.host, port=args.port or config.serving.port)
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from mlops.deploy import rollback
+    from mlops.errors import MlopsError
+
+    config = _pipeline(args.pipeline)
+    actor = f"cli:{getpass.getuser()}"
+    try:
+        entry = rollback(config, to_version=args.to_version, actor=actor, reason=args.reason)
+    except MlopsError as exc:
+        print(f"rollback refused: {exc}")
+        return 1
+    print(f"{config.name}: champion v{entry['from_version']} -> v{entry['to_version']} ({args.reason})")
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from mlops.deploy import history
+
+    entries = history(_pipeline(args.pipeline).name)
+    if args.json:
+        print(json.dumps(entries, indent=2, default=str))
+        return 0
+    print(f"{'when (UTC)':<24} {'version':>7}  {'event':<16} {'by':<28} details")
+    for entry in entries:
+        moved = ""
+        if entry.get("to_version") is not None:
+            moved = f"v{entry.get('from_version') or '-'} -> v{entry['to_version']}  "
+        why = entry.get("reason") or "; ".join(entry.get("reasons") or [])
+        print(
+            f"{entry['at'][:23]:<24} {'v' + str(entry['version']):>7}  {entry['event']:<16} {str(entry.get('by'))[:28]:<28} {moved}{why}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops", description="MLOps pipelines on Apache Airflow.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +188,23 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--airflow-port", type=int, default=8080)
     ui.add_argument("--mlflow-port", type=int, default=5000)
     ui.set_defaults(func=_ui)
+
+    serve = commands.add_parser("serve", help="serve the pipeline's champion over HTTP (follows the alias)")
+    serve.add_argument("pipeline")
+    serve.add_argument("--host", help="default: the config's serving.host (127.0.0.1)")
+    serve.add_argument("--port", type=int, help="default: the config's serving.port (8000)")
+    serve.set_defaults(func=_serve)
+
+    roll = commands.add_parser("rollback", help="point the champion back at an earlier version")
+    roll.add_argument("pipeline")
+    roll.add_argument("--to-version", type=int, help="default: the version the current champion replaced")
+    roll.add_argument("--reason", required=True, help="why (kept in the audit)")
+    roll.set_defaults(func=_rollback)
+
+    hist = commands.add_parser("history", help="every gate verdict, promotion and rollback of a pipeline")
+    hist.add_argument("pipeline")
+    hist.add_argument("--json", action="store_true", help="machine-readable output")
+    hist.set_defaults(func=_history)
 
     env = commands.add_parser("env", help="print shell exports for the airflow and mlflow CLIs")
     env.add_argument("--home", help="state folder (default: MLOPS_HOME or .mlops in the checkout)")

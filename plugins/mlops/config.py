@@ -165,6 +165,61 @@ class AlertRoute(_Strict):
         return self
 
 
+class SmokeTest(_Strict):
+    """Load the challenger in a separate process and predict before it may serve (TFX's InfraValidator idea)."""
+
+    enabled: bool = True
+    sample_rows: int = Field(default=100, ge=1, description="Holdout rows predicted in one call.")
+    latency_budget_ms: float = Field(default=1000.0, gt=0, description="Largest time for that call.")
+    timeout_seconds: float = Field(default=180.0, gt=0, description="Largest time to load and predict.")
+
+
+class Canary(_Strict):
+    """Guard rails of a canary (or shadow) phase, read from the model server's live statistics."""
+
+    traffic_share: float = Field(default=0.1, gt=0.0, lt=1.0, description="Share of live requests (canary).")
+    min_requests: int = Field(default=100, ge=1, description="Requests the challenger must see to decide.")
+    max_duration_seconds: float = Field(default=600.0, gt=0, description="Decide (or roll back) by then.")
+    max_error_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    max_p99_latency_ms: float = Field(default=250.0, gt=0)
+    max_prediction_shift: float = Field(
+        default=0.2,
+        ge=0.0,
+        description="Largest distance between challenger and champion predictions: total variation of the "
+        "predicted classes, or the shift of the mean prediction in champion standard deviations.",
+    )
+
+
+class Deploy(_Strict):
+    strategy: Literal["direct", "canary", "shadow"] = "direct"
+    smoke_test: SmokeTest = SmokeTest()
+    canary: Canary = Canary()
+    server_url: str | None = Field(
+        default=None, description="The pipeline's model server (canary, shadow); default from `serving`."
+    )
+
+
+class InferenceLogSettings(_Strict):
+    uri: str | None = Field(
+        default=None, description="Folder or s3:// prefix; default <store>/<name>/inference."
+    )
+    flush_rows: int = Field(default=1000, ge=1)
+    flush_seconds: float = Field(default=5.0, gt=0)
+    max_buffered_rows: int = Field(
+        default=100_000, ge=1, description="Past this, requests get 503, not lost."
+    )
+
+
+class Serving(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    poll_interval_seconds: float = Field(default=10.0, gt=0, description="How often the aliases are checked.")
+    max_batch_rows: int = Field(default=1000, ge=1, description="Largest batch one request may send.")
+    max_body_bytes: int = Field(default=2_000_000, ge=1024)
+    batch_wait_ms: float = Field(default=2.0, ge=0, description="How long to gather concurrent requests.")
+    inference_log: InferenceLogSettings = InferenceLogSettings()
+
+
 class AirflowSettings(_Strict):
     owner: str = "mlops"
     retries: int = Field(default=2, ge=0, le=10)
@@ -192,6 +247,8 @@ class PipelineConfig(_Strict):
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str = ""
+    intended_use: str = Field(default="", description="What the model is for and not for (model card).")
+    limitations: list[str] = Field(default=[], description="Known limitations (model card).")
     task: Task
     data: DataSource
     target: str = Field(min_length=1)
@@ -202,6 +259,8 @@ class PipelineConfig(_Strict):
     expectations: Expectations = Expectations()
     gate: Gate
     schedule: str | None = None
+    deploy: Deploy = Deploy()
+    serving: Serving = Serving()
     alerts: list[AlertRoute] = []
     airflow: AirflowSettings = AirflowSettings()
     tags: list[str] = []
@@ -279,6 +338,11 @@ class PipelineConfig(_Strict):
     @property
     def training_dag_id(self) -> str:
         return f"{self.name}_training"
+
+    @property
+    def server_url(self) -> str:
+        """Where this pipeline's model server answers."""
+        return (self.deploy.server_url or f"http://{self.serving.host}:{self.serving.port}").rstrip("/")
 
     @property
     def config_hash(self) -> str:

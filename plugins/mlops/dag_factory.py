@@ -106,19 +106,63 @@ def build_training_dag(config: PipelineConfig) -> DAG:
     return dag
 
 
+ROLLBACK_DOC = """\
+# {name}: rollback
+
+Points alias `champion` of model `{name}` back at an earlier version, with compare-and-set, and records who,
+when, from which version to which and why on both versions. Leave `to_version` empty to return to the version
+the current champion replaced. The model server follows within its poll interval (it is also told at once).
+The same from a shell: `mlops rollback {name} [--to-version N] --reason "..."`.
+"""
+
+
+def build_rollback_dag(config: PipelineConfig) -> DAG:
+    """The ``<name>_rollback`` DAG: one task, triggered by hand with a form."""
+    alert = FailureAlert(config.name, config.alerts)
+    with DAG(
+        dag_id=f"{config.name}_rollback",
+        description=f"Roll the {config.name} champion back to an earlier version",
+        doc_md=ROLLBACK_DOC.format(name=config.name),
+        schedule=None,
+        start_date=datetime(2026, 1, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["mlops", "rollback", config.name, *config.tags],
+        params={
+            "to_version": Param(
+                None,
+                type=["null", "integer"],
+                minimum=1,
+                title="Version to restore",
+                description="Empty: the version the current champion replaced.",
+            ),
+            "reason": Param(
+                "", type="string", minLength=1, title="Reason", description="Why (kept in the audit)."
+            ),
+        },
+        default_args={
+            "owner": config.airflow.owner,
+            "retries": 1,
+            "retry_delay": timedelta(seconds=30),
+            "on_failure_callback": alert,
+        },
+        on_failure_callback=FailureAlert(config.name, config.alerts, dag_level=True),
+    ) as dag:
+        operators.RollbackOperator(task_id="rollback", config=config)
+    return dag
+
+
 def build_dags(directory: str | Path | None = None) -> dict[str, DAG]:
     """Every valid pipeline's DAGs by DAG id. Broken configs are skipped here (see ``config_problems``)."""
     configs, _errors = load_all(directory or settings.pipelines_dir())
     dags: dict[str, DAG] = {}
     for config in configs.values():
         try:
-            dag = build_training_dag(config)
+            built = [build_training_dag(config), build_rollback_dag(config)]
         except Exception:  # one pipeline that Airflow refuses must not take the others down
-            log.exception(
-                "Pipeline %s: its training DAG could not be built; the other pipelines load", config.name
-            )
+            log.exception("Pipeline %s: its DAGs could not be built; the other pipelines load", config.name)
             continue
-        dags[dag.dag_id] = dag
+        dags.update({dag.dag_id: dag for dag in built})
     return dags
 
 

@@ -28,6 +28,7 @@ WORSE_MODEL = {
     "classification": {"estimator": "sklearn.dummy.DummyClassifier", "params": {"strategy": "prior"}},
     "regression": {"estimator": "sklearn.dummy.DummyRegressor", "params": {"strategy": "mean"}},
 }
+SERVED = "breast_cancer"  # the pipeline whose model server the demo starts
 STATE_DIRS = ("airflow", "mlartifacts", "store", "landing", "mlflow.db", "demo.log")
 
 
@@ -128,7 +129,7 @@ def _story(config: PipelineConfig, batches: dict[str, str]) -> PipelineStory:
 def _outcome(dag_run: Any) -> tuple[str, str]:
     states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
     if states.get("validate") == "failed":
-        return "validation_failed", "validation failed, batch quarantined, alert sent"
+        return "validation_failed", "validation failed, batch quarantined, failure alert raised (task log)"
     if states.get("deploy") == "success":
         return "promoted", "gate passed, promoted"
     if states.get("gate_rejected") == "success":
@@ -204,6 +205,11 @@ def run_demo(home: Path, pipelines: list[str] | None = None, keep: bool = False)
             )
         stories.append(story)
 
+    serving_ok = True
+    if any(story.config.name == SERVED for story in stories):
+        config = next(story.config for story in stories if story.config.name == SERVED)
+        serving_ok = _serving_story(bag, config, home, log_path, say)
+
     say("\nSummary")
     header = f"{'pipeline':<18} {'versions':>8} {'champion':>9}  {'verdicts':<36} primary metric (champion)"
     say(header)
@@ -221,7 +227,182 @@ def run_demo(home: Path, pipelines: list[str] | None = None, keep: bool = False)
     say("See it in the UIs:  mlops ui" + (f" --home {home}" if home != settings.mlops_home() else ""))
     say("  Airflow http://127.0.0.1:8080 (user admin, password printed by the command)")
     say("  MLflow  http://127.0.0.1:5000 (models, versions with gate verdicts and audit tags)")
-    if not all_ok:
+    if not (all_ok and serving_ok):
         say("\nSome steps did not end as the story expects: see UNEXPECTED above and the log.")
         return 1
     return 0
+
+
+class _Traffic:
+    """Steady requests to the model server from a background thread, counting answers per model version."""
+
+    def __init__(self, url: str, records: list[dict[str, Any]]) -> None:
+        import threading
+
+        self.url, self.records = url, records
+        self.versions: dict[int, int] = {}
+        self.failures: list[str] = []
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=10.0) as client:
+            index = 0
+            while not self._stop.is_set():
+                record = self.records[index % len(self.records)]
+                index += 1
+                began = time.perf_counter()
+                try:
+                    response = client.post(f"{self.url}/predict", json={"records": [record]})
+                    if response.status_code != 200:
+                        self.failures.append(f"{response.status_code}: {response.text[:200]}")
+                    else:
+                        version = int(response.json()["model_version"])
+                        self.versions[version] = self.versions.get(version, 0) + 1
+                        self.latencies.append(time.perf_counter() - began)
+                except Exception as exc:
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                time.sleep(0.02)
+
+    def __enter__(self) -> _Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+def _serving_story(bag: Any, config: PipelineConfig, home: Path, log_path: Path, say: Any) -> bool:
+    """Start the model server; it answers, follows a new champion without a restart, keeps serving while a
+    broken challenger is caught, and follows a rollback."""
+    import signal
+    import socket
+
+    import httpx
+    import pandas as pd
+
+    from mlops import registry
+    from mlops.deploy import rollback
+
+    port = config.serving.port
+    with socket.socket() as probe:
+        try:  # the configured port, so the deploy step's "reload now" reaches the server; else any free one
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    say(f"\n== {config.name}: the model server")
+    records = (
+        pd.read_csv(home / "landing" / config.name / "2026-01-02.csv")[config.feature_names]
+        .head(200)
+        .to_dict("records")
+    )
+    mlops_bin = Path(sys.executable).parent / "mlops"
+    with log_path.open("ab") as server_log:
+        server = subprocess.Popen(
+            [str(mlops_bin), "serve", config.name, "--port", str(port)], stdout=server_log, stderr=server_log
+        )
+    ok = True
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            say("   the server did not become ready within 90 s (see the log)")
+            return False
+        served = httpx.get(f"{url}/model", timeout=5).json()["version"]
+        say(f"   1/4 `mlops serve {config.name}` on {url}: ready, serving v{served}")
+        dag = bag.get_dag(config.training_dag_id)
+        with _Traffic(url, records) as traffic:
+            time.sleep(2)
+            recipe = {"estimator": config.model.estimator, "params": {**config.model.params, "C": 1.0}}
+            with _quiet(log_path):
+                dag_run = dag.test(
+                    run_conf={
+                        "data_uri": "landing/breast_cancer/2026-01-02.csv",
+                        "model": recipe,
+                        "reason": "demo: new recipe",
+                    }
+                )
+            new = registry.alias_version(config.name, registry.CHAMPION)
+            followed = _wait_for_version(url, new)
+            ok &= _outcome(dag_run)[0] == "promoted" and followed
+            say(
+                f"   2/4 a new recipe (C=1.0) passed the gate and its smoke test: champion v{new}; the server "
+                f"{'switched to it without a restart' if followed else 'did NOT follow'} [{'ok' if followed else 'UNEXPECTED'}]"
+            )
+            slow = {"estimator": "mlops_datagen.faulty.SlowClassifier", "params": {"delay_seconds": 1.5}}
+            with _quiet(log_path):
+                dag_run = dag.test(
+                    run_conf={
+                        "data_uri": "landing/breast_cancer/2026-01-02.csv",
+                        "model": slow,
+                        "reason": "demo: slow model",
+                    }
+                )
+            states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+            caught = states.get("gate") == "success" and states.get("deploy") == "failed"
+            still = registry.alias_version(config.name, registry.CHAMPION) == new
+            ok &= caught and still
+            version = registry.alias_version(config.name, registry.CHALLENGER)
+            reasons = registry.get_version(config.name, version).tags.get("smoke.reasons", "")
+            say(
+                f"   3/4 a slow challenger v{version} passed the gate but failed its smoke test ({reasons}); "
+                f"champion stays v{new} [{'ok' if caught and still else 'UNEXPECTED'}]"
+            )
+            entry = rollback(config, actor="demo", reason="demo: roll back to the previous champion")
+            followed = _wait_for_version(url, entry["to_version"])
+            ok &= followed
+            say(
+                f"   4/4 `mlops rollback {config.name}`: champion v{entry['from_version']} -> v{entry['to_version']}; "
+                f"the server followed [{'ok' if followed else 'UNEXPECTED'}]"
+            )
+            time.sleep(1)
+        seen = ", ".join(f"v{v}: {n}" for v, n in sorted(traffic.versions.items()))
+        p50 = (
+            sorted(traffic.latencies)[len(traffic.latencies) // 2] * 1000
+            if traffic.latencies
+            else float("nan")
+        )
+        ok &= not traffic.failures
+        say(
+            f"   live traffic during all of it: {sum(traffic.versions.values())} answers ({seen}), "
+            f"{len(traffic.failures)} failed, p50 {p50:.1f} ms [{'ok' if not traffic.failures else 'UNEXPECTED'}]"
+        )
+        for failure in traffic.failures[:3]:
+            say(f"     failed: {failure}")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    from mlops.serving.inference_log import inference_log_uri, read_inference_log
+
+    logged = read_inference_log(inference_log_uri(config.name, config.serving.inference_log.uri), config.name)
+    say(f"   the server stopped (SIGTERM) and its inference log holds {len(logged)} predictions")
+    return ok and len(logged) > 0
+
+
+def _wait_for_version(url: str, version: int | None, timeout: float = 60.0) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/model", timeout=5).json().get("version") == version:
+                return True
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.5)
+    return False

@@ -140,26 +140,27 @@ class EvaluateGateOperator(BaseBranchOperator):
 
 
 class DeployModelOperator(_PipelineOperator):
-    """Promote the challenger to ``champion`` with compare-and-set, audit it and announce it."""
+    """Smoke test, canary or shadow phase where configured, then compare-and-set promotion to ``champion``."""
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops.alerts import send_event
-        from mlops.deploy import promote_challenger
+        from mlops.deploy import DeploymentRejected, deploy_challenger
         from mlops.errors import PromotionConflict
 
         verdict = context["ti"].xcom_pull(task_ids=GATE, key="verdict")
         version = verdict["challenger_version"]
         reason = (context.get("params") or {}).get("reason") or "passed the gate"
         try:
-            entry = promote_challenger(
-                self.config.name,
+            entry = deploy_challenger(
+                self.config,
                 version,
                 verdict["champion_version"],
                 actor=_actor(context),
                 reason=reason,
                 evidence={"run_id": context["ti"].run_id, "gate": verdict["reasons"]},
             )
-        except PromotionConflict as exc:
+        except (DeploymentRejected, PromotionConflict) as exc:
+            # The champion serves on; retrying would not change the verdict.
             raise AirflowFailException(str(exc)) from exc
         send_event(
             self.config.name,
@@ -167,6 +168,38 @@ class DeployModelOperator(_PipelineOperator):
             "promoted",
             f"v{version} is the new champion",
             "; ".join(verdict["reasons"]),
+            context,
+        )
+        return entry
+
+
+class RollbackOperator(_PipelineOperator):
+    """Point ``champion`` back at an earlier version (the one it replaced, or ``params.to_version``)."""
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops.alerts import send_event
+        from mlops.deploy import rollback
+
+        params = context.get("params") or {}
+        to_version = params.get("to_version")
+        reason = params.get("reason") or "rollback from Airflow"
+        from mlops.errors import RegistryError
+
+        try:
+            entry = rollback(
+                self.config,
+                to_version=int(to_version) if to_version else None,
+                actor=_actor(context),
+                reason=reason,
+            )
+        except RegistryError as exc:  # nothing to roll back to: retrying will not change that
+            raise AirflowFailException(str(exc)) from exc
+        send_event(
+            self.config.name,
+            self.config.alerts,
+            "promoted",
+            f"rolled back to v{entry['to_version']}",
+            f"champion v{entry['from_version']} -> v{entry['to_version']}: {reason}",
             context,
         )
         return entry

@@ -148,6 +148,17 @@ def promote(
     Raises:
         PromotionConflict: the champion moved since the gate compared against it; nothing was changed.
     """
+    return move_champion(name, version, expected_champion, event="promoted", audit=audit)
+
+
+def move_champion(
+    name: str, version: int, expected_champion: int | None, *, event: str, audit: dict[str, Any]
+) -> dict[str, Any]:
+    """Compare-and-set of alias ``champion``, audited on both versions (``event``: promoted, rolled_back_to).
+
+    Raises:
+        PromotionConflict: the champion is not ``expected_champion`` any more; nothing was changed.
+    """
     with promotion_lock(name):
         current = alias_version(name, CHAMPION)
         if current != expected_champion:
@@ -158,17 +169,16 @@ def promote(
                 "Run the pipeline again to gate against the current champion."
             )
         client().set_registered_model_alias(name, CHAMPION, version)
-        entry = record_audit(
-            name, version, "promoted", {**audit, "from_version": current, "to_version": version}
-        )
+        entry = record_audit(name, version, event, {**audit, "from_version": current, "to_version": version})
         set_version_tags(name, version, {"deploy.status": "champion", "deploy.promoted_at": entry["at"]})
         if current is not None and current != version:
-            set_version_tags(name, current, {"deploy.status": "retired", "deploy.replaced_by": version})
+            retired = "retired" if event == "promoted" else "rolled_back"
+            set_version_tags(name, current, {"deploy.status": retired, "deploy.replaced_by": version})
             record_audit(
                 name,
                 current,
-                "retired",
+                retired,
                 {"by": entry["by"], "replaced_by": version, "reason": audit.get("reason")},
             )
-    log.info("Promoted %s v%s to champion (was %s)", name, version, current)
+    log.info("%s: champion v%s -> v%s (%s)", name, current, version, event)
     return entry

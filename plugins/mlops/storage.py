@@ -7,6 +7,7 @@ boto3's own settings (``AWS_ENDPOINT_URL``, ``AWS_*`` credentials), so MinIO or 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -64,11 +65,16 @@ def _s3_parts(uri: str) -> tuple[str, str]:
 
 
 def _s3_client() -> Any:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    return _cached_s3_client(endpoint, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_DEFAULT_REGION"))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_s3_client(endpoint: str | None, _key_id: str | None, _region: str | None) -> Any:
+    """One boto3 client per endpoint and credentials (clients are thread-safe and costly to build)."""
     import boto3
 
-    return boto3.client(
-        "s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
-    )
+    return boto3.client("s3", endpoint_url=endpoint)
 
 
 def _s3_error(uri: str, action: str, exc: Exception) -> StorageError:

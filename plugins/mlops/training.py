@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 HOLDOUT_ARTIFACT = "data/holdout.parquet"
 SNAPSHOT_ARTIFACT = "data/snapshot.json"
+ENVIRONMENT_ARTIFACT = "environment/environment.json"
 MODEL_NAME = "model"
 
 
@@ -216,6 +217,24 @@ def code_version() -> tuple[str, bool]:
     return sha or "unknown", bool(dirty)
 
 
+def environment() -> dict[str, Any]:
+    """The Python version and the exact version of every installed distribution (lineage of a model)."""
+    import platform
+    from importlib.metadata import distributions
+
+    packages = {}
+    for dist in distributions():
+        name = dist.metadata["Name"]
+        if name:
+            packages[name.lower().replace("_", "-")] = dist.version
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "packages": dict(sorted(packages.items())),
+    }
+
+
 def ensure_experiment(name: str) -> str:
     """The id of the experiment named ``name``, created (with our artifact root) if missing."""
     import mlflow
@@ -320,6 +339,7 @@ def train_model(
         mlflow.log_text(
             yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), f"config/{config.name}.yaml"
         )
+        mlflow.log_text(json.dumps(environment(), indent=2, sort_keys=True), ENVIRONMENT_ARTIFACT)
         _log_table(holdout, HOLDOUT_ARTIFACT)
         example = x_train.head(5)
         mlflow.sklearn.log_model(

@@ -1,0 +1,1 @@
+"""The model server: hot-swapped champion (and canary, shadow) models, the inference log, feedback, metrics."""

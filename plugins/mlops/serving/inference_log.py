@@ -1,0 +1,757 @@
+"""The inference log: every prediction served, and the feedback labels sent later, as Parquet files.
+
+Layout under the log's URI (a folder, ``file://`` or an ``s3://`` prefix)::
+
+    <uri>/predictions/pipeline=<name>/date=YYYY-MM-DD/part-<YYYYmmddTHHMMSSffffffZ>-<uuid8>.parquet
+    <uri>/feedback/pipeline=<name>/date=YYYY-MM-DD/part-<YYYYmmddTHHMMSSffffffZ>-<uuid8>.parquet
+
+A predictions file has the columns ``time`` (timestamp, UTC), ``request_id``, ``model_version`` (int64),
+``route`` (champion, canary, shadow), ``prediction`` and one ``input.<feature>`` per input feature; a feedback
+file has ``time``, ``request_id`` and ``label``. A row goes to the partition of its own UTC date. A value column
+(prediction, label, an input) is numeric where all its values in the file are numbers, else text.
+
+How a row travels: ``log_predictions`` and ``log_feedback`` only append to memory under a lock, so a server's
+event loop can call them. A background thread seals what is buffered into parts (one Parquet file per kind and
+date, its name chosen once) and writes each with one atomic write. A part leaves memory only once written: a
+failed write keeps it, under the same name, so a retry after an ambiguous failure overwrites rather than
+duplicates, and retries come after a growing delay. Past ``max_buffered_rows`` new rows are refused with
+:class:`InferenceLogFull` (the server answers 503 and the client retries): memory stays bounded and nothing is
+lost silently. ``close()`` gives up on a dead target after its timeout and saves what is left to a local
+fallback folder with the same layout, saying where in the log.
+
+>>> log = InferenceLog("fraud", "s3://bucket/fraud/inference")   # doctest: +SKIP
+>>> log.start()                                                   # doctest: +SKIP
+>>> log.log_predictions([{"time": now, "request_id": "r1", "model_version": 3, "route": "champion",
+...                       "inputs": {"amount": 12.5}, "prediction": 0}])  # doctest: +SKIP
+>>> log.log_feedback("r1", 1)                                     # doctest: +SKIP
+>>> log.close()                                                   # doctest: +SKIP
+>>> join_feedback(read_inference_log(uri, "fraud"), read_feedback(uri, "fraud"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import numbers
+import re
+import tempfile
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from mlops import settings, storage
+from mlops.config import NAME_PATTERN
+from mlops.errors import MlopsError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+__all__ = [
+    "InferenceLog",
+    "InferenceLogClosed",
+    "InferenceLogError",
+    "InferenceLogFull",
+    "inference_log_uri",
+    "join_feedback",
+    "read_feedback",
+    "read_inference_log",
+]
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS = "predictions"
+FEEDBACK = "feedback"
+PREDICTION_KEYS = ("time", "request_id", "model_version", "inputs", "prediction", "route")
+MAX_RETRY_SECONDS = 30.0
+_INT64 = 2**63
+_DATE_IN_PATH = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
+# Listing one prefix per day beats listing the whole pipeline only for short windows.
+_MAX_DAYS_LISTED_ONE_BY_ONE = 62
+
+
+class InferenceLogError(MlopsError):
+    """The inference log was misused (a malformed row, a bad setting)."""
+
+    code = "INFERENCE_LOG_ERROR"
+
+
+class InferenceLogFull(InferenceLogError):
+    """The buffer is full (the target is failing or slow): no row of the call was accepted; retry later."""
+
+    code = "INFERENCE_LOG_FULL"
+
+    def __init__(
+        self, pipeline: str, uri: str, buffered: int, offered: int, limit: int, last_error: str | None
+    ):
+        self.pipeline = pipeline
+        self.buffered = buffered
+        self.offered = offered
+        self.limit = limit
+        cause = f"; last write error: {last_error}" if last_error else ""
+        super().__init__(
+            f"Inference log of '{pipeline}' is full: {buffered} rows wait to be written to {uri}, "
+            f"max_buffered_rows={limit}, so none of the {offered} new rows was accepted. Retry later{cause}"
+        )
+
+
+class InferenceLogClosed(InferenceLogError):
+    """Rows were offered after ``close()``: they were not accepted."""
+
+    code = "INFERENCE_LOG_CLOSED"
+
+
+@dataclass(eq=False)
+class _Part:
+    """One Parquet file to write: its path under the log's URI, its bytes and its row count."""
+
+    relpath: str
+    rows: int
+    data: bytes
+    written: bool = False
+
+
+@dataclass(eq=False)
+class _Chunk:
+    """Rows taken from the buffer together; serialized once into parts, kept until every part is written."""
+
+    kind: str
+    records: list[tuple[Any, ...]] | None
+    since: float  # monotonic time its oldest row was buffered
+    rows: int = 0
+    remaining: int = 0
+    parts: list[_Part] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        self.rows = self.remaining = len(self.records or ())
+
+
+class InferenceLog:
+    """A thread-safe, bounded buffer of served predictions and feedback labels, flushed to Parquet files.
+
+    Rows are written when ``flush_rows`` are buffered or the oldest has waited ``flush_seconds``, by a
+    background thread (``start()``) or by ``flush()``. Appending never does I/O on the caller's thread.
+
+    Args:
+        pipeline: the pipeline's name (a partition of the layout).
+        uri: folder, ``file://`` URI or ``s3://`` prefix of the log (relative paths are under ``MLOPS_HOME``).
+        flush_rows: write as soon as this many rows are buffered.
+        flush_seconds: write rows at the latest this long after they were buffered.
+        max_buffered_rows: refuse new rows (``InferenceLogFull``) past this many unwritten rows.
+        retry_seconds: first delay after a failed write; it doubles up to ~30 s while the target keeps failing.
+    """
+
+    def __init__(
+        self,
+        pipeline: str,
+        uri: str,
+        *,
+        flush_rows: int = 1000,
+        flush_seconds: float = 5.0,
+        max_buffered_rows: int = 100_000,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        problems = []
+        if not re.match(NAME_PATTERN, pipeline or ""):
+            problems.append(f"pipeline '{pipeline}' must match {NAME_PATTERN}")
+        if flush_rows < 1 or max_buffered_rows < 1:
+            problems.append(
+                f"flush_rows ({flush_rows}) and max_buffered_rows ({max_buffered_rows}) must be >= 1"
+            )
+        if flush_seconds <= 0 or retry_seconds <= 0:
+            problems.append(
+                f"flush_seconds ({flush_seconds}) and retry_seconds ({retry_seconds}) must be > 0"
+            )
+        if problems:
+            raise InferenceLogError("Invalid inference log settings: " + "; ".join(problems))
+        self.pipeline = pipeline
+        self.uri = storage.resolve_uri(uri).rstrip("/")
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.max_buffered_rows = max_buffered_rows
+        self.retry_seconds = retry_seconds
+        self.fallback_dir: str | None = None
+
+        self._lock = threading.Lock()  # guards the state below; held only for O(1) work
+        self._flush_lock = threading.Lock()  # one writer at a time (the thread, flush(), close())
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._deadline = float("inf")
+
+        self._pending: dict[str, list[tuple[Any, ...]]] = {PREDICTIONS: [], FEEDBACK: []}
+        self._pending_rows = 0
+        self._pending_since: float | None = None
+        self._sealed: list[_Chunk] = []
+        self._buffered = 0  # pending + sealed rows not yet written: what max_buffered_rows bounds
+
+        self._written_rows = 0
+        self._written_files = 0
+        self._failed_flushes = 0
+        self._rejected_rows = 0
+        self._dumped_rows = 0
+        self._last_error: str | None = None
+        self._failures_in_a_row = 0
+        self._retry_at: float | None = None
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    # Appending (the server's side: cheap, no I/O) -----------------------------------------------------------
+    def log_predictions(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Buffer served predictions; all of them or none.
+
+        Each row: ``{"time": datetime (UTC; naive is taken as UTC), "request_id": str, "model_version": int,
+        "inputs": {feature: value}, "prediction": value, "route": "champion" | "canary" | "shadow" | ...}``.
+        The ``inputs`` dicts are kept by reference until written: do not change them afterwards.
+
+        Raises:
+            InferenceLogFull: the buffer cannot take these rows now (none was accepted; retry later).
+            InferenceLogClosed: the log is closed.
+            InferenceLogError: a row is malformed (none was accepted).
+        """
+        records = []
+        for index, row in enumerate(rows):
+            try:
+                when, inputs, version = row["time"], row["inputs"], int(row["model_version"])
+                record = (when, str(row["request_id"]), version, str(row["route"]), row["prediction"], inputs)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InferenceLogError(
+                    f"Inference log of '{self.pipeline}': prediction row {index} is malformed "
+                    f"({type(exc).__name__}: {exc}); each row needs the keys {', '.join(PREDICTION_KEYS)}. "
+                    "No row of this call was accepted."
+                ) from None
+            if (
+                not isinstance(when, datetime)
+                or not isinstance(inputs, dict)
+                or not -_INT64 <= version < _INT64
+            ):
+                raise InferenceLogError(
+                    f"Inference log of '{self.pipeline}': prediction row {index} needs 'time' as a datetime "
+                    f"(got {type(when).__name__}), 'inputs' as a dict (got {type(inputs).__name__}) and an "
+                    f"int64 'model_version' (got {version}). No row of this call was accepted."
+                )
+            records.append(record)
+        self._append(PREDICTIONS, records)
+
+    def log_feedback(self, request_id: str, label: Any, time: datetime | None = None) -> None:
+        """Buffer the true label of a served request (``time``: when it was known; default now, UTC).
+
+        Raises:
+            InferenceLogFull: the buffer is full (the label was not accepted; retry later).
+            InferenceLogClosed: the log is closed.
+        """
+        when = datetime.now(UTC) if time is None else time
+        if not isinstance(when, datetime):
+            raise InferenceLogError(f"Inference log of '{self.pipeline}': feedback time must be a datetime")
+        self._append(FEEDBACK, [(when, str(request_id), label)])
+
+    def _append(self, kind: str, records: list[tuple[Any, ...]]) -> None:
+        offered = len(records)
+        if not offered:
+            return
+        with self._lock:
+            closed, buffered = self._closed, self._buffered
+            fits = not closed and buffered + offered <= self.max_buffered_rows
+            if fits:
+                before = self._pending_rows
+                self._pending[kind].extend(records)
+                self._pending_rows += offered
+                self._buffered += offered
+                if before == 0:
+                    self._pending_since = time.monotonic()
+            elif not closed:
+                self._rejected_rows += offered
+            last_error = self._last_error
+        if closed:
+            raise InferenceLogClosed(
+                f"Inference log of '{self.pipeline}' is closed: {offered} new rows were not accepted"
+            )
+        if not fits:
+            if offered > self.max_buffered_rows:
+                raise InferenceLogError(
+                    f"Inference log of '{self.pipeline}': {offered} rows in one call can never fit in "
+                    f"max_buffered_rows={self.max_buffered_rows}; send smaller batches"
+                )
+            raise InferenceLogFull(
+                self.pipeline, self.uri, buffered, offered, self.max_buffered_rows, last_error
+            )
+        if before < self.flush_rows <= before + offered:
+            self._wake.set()
+
+    # Writing -----------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the background flusher (once; later calls do nothing)."""
+        with self._lock:
+            if self._closed:
+                raise InferenceLogClosed(
+                    f"Inference log of '{self.pipeline}' is closed: it cannot start again"
+                )
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name=f"inference-log-{self.pipeline}", daemon=True
+            )
+            self._thread.start()
+
+    def flush(self) -> None:
+        """Write everything buffered now, on the caller's thread. Raises nothing: failures go to the log and stats."""
+        self._flush_once()
+
+    def close(self, timeout: float = 30) -> None:
+        """Write what is left, retrying for up to ``timeout`` seconds, and stop the flusher (idempotent).
+
+        Rows that could still not be written are saved under ``<tempdir>/mlops-inference-fallback/`` in the
+        same layout (``fallback_dir``) and the log says so at ERROR: nothing is dropped silently.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+        self._deadline = time.monotonic() + max(timeout, 0)
+        if thread is None:
+            # Never started: drain on a helper thread all the same, so a hung write cannot block past timeout.
+            thread = threading.Thread(
+                target=self._drain, name=f"inference-log-{self.pipeline}-close", daemon=True
+            )
+            thread.start()
+        else:
+            self._stop.set()
+            self._wake.set()
+        thread.join(max(timeout, 0))
+        with self._lock:
+            left = self._buffered
+        if left:
+            self._dump_to_fallback(timeout)
+        else:
+            log.info(
+                "Inference log of '%s' closed: %d rows in %d files written to %s",
+                self.pipeline,
+                self._written_rows,
+                self._written_files,
+                self.uri,
+            )
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for metrics and health checks (JSON-able)."""
+        with self._lock:
+            since = [chunk.since for chunk in self._sealed]
+            if self._pending_since is not None:
+                since.append(self._pending_since)
+            return {
+                "buffered_rows": self._buffered,
+                "written_rows": self._written_rows,
+                "written_files": self._written_files,
+                "failed_flushes": self._failed_flushes,
+                "last_error": self._last_error,
+                "oldest_buffered_age_seconds": round(time.monotonic() - min(since), 3) if since else 0.0,
+                "rejected_rows": self._rejected_rows,
+                "dumped_rows": self._dumped_rows,
+                "fallback_dir": self.fallback_dir,
+            }
+
+    def __enter__(self) -> InferenceLog:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        import pyarrow.parquet  # noqa: F401  (loaded now, while idle, rather than during the first flush)
+
+        while not self._stop.is_set():
+            self._wake.clear()
+            delay = self._seconds_until_due()
+            if delay > 0:
+                self._wake.wait(delay)
+                continue
+            self._flush_once()
+        self._drain()
+
+    def _seconds_until_due(self) -> float:
+        with self._lock:
+            now = time.monotonic()
+            if self._buffered == 0 or (self._pending_since is None and not self._sealed):
+                return self.flush_seconds
+            if self._retry_at is not None and now < self._retry_at:
+                return self._retry_at - now
+            if self._sealed or self._pending_rows >= self.flush_rows:
+                return 0.0
+            return self._pending_since + self.flush_seconds - now
+
+    def _drain(self) -> None:
+        """Flush until empty or past the deadline set by close(), waiting out the retry delay between attempts."""
+        while True:
+            self._flush_once()
+            with self._lock:
+                left, retry_at = self._buffered, self._retry_at
+            now = time.monotonic()
+            if not left or now >= self._deadline:
+                return
+            time.sleep(min(max((retry_at or now) - now, 0.01), self._deadline - now))
+            if time.monotonic() >= self._deadline:
+                return
+
+    def _seal_locked(self) -> None:
+        for kind, records in self._pending.items():
+            if records:
+                self._sealed.append(_Chunk(kind, records, self._pending_since or time.monotonic()))
+                self._pending[kind] = []
+        self._pending_rows = 0
+        self._pending_since = None
+
+    def _flush_once(self) -> bool:
+        with self._flush_lock:
+            with self._lock:
+                self._seal_locked()
+                chunks = list(self._sealed)
+            if not chunks:
+                return True
+            target = self.uri
+            try:
+                for chunk in chunks:
+                    for part in self._parts_of(chunk):
+                        if part.written:
+                            continue
+                        with self._lock:
+                            if chunk not in self._sealed:  # close() saved it to the fallback meanwhile
+                                break
+                        target = storage.join(self.uri, part.relpath)
+                        storage.write_bytes(target, part.data)
+                        self._mark_written(chunk, part, target)
+            except Exception as exc:
+                self._record_failure(target, exc)
+                return False
+            self._record_success()
+            return True
+
+    def _parts_of(self, chunk: _Chunk) -> list[_Part]:
+        if chunk.parts is None:
+            chunk.parts = _serialize(self.pipeline, chunk.kind, chunk.records or [])
+            chunk.records = None  # the bytes are much smaller than the rows
+        return chunk.parts
+
+    def _mark_written(self, chunk: _Chunk, part: _Part, target: str) -> None:
+        with self._lock:
+            part.written = True
+            kept = chunk in self._sealed
+            if kept:
+                chunk.remaining -= part.rows
+                self._buffered -= part.rows
+                self._written_rows += part.rows
+                self._written_files += 1
+                if chunk.remaining == 0:
+                    self._sealed.remove(chunk)
+        if not kept:
+            log.warning(
+                "Inference log of '%s': %d rows were written to %s after close() had saved them to the "
+                "fallback %s; do not restore that file from the fallback (it would duplicate them)",
+                self.pipeline,
+                part.rows,
+                target,
+                self.fallback_dir,
+            )
+
+    def _record_failure(self, target: str, exc: Exception) -> None:
+        with self._lock:
+            self._failed_flushes += 1
+            self._failures_in_a_row += 1
+            exponent = min(self._failures_in_a_row - 1, 16)
+            delay = min(self.retry_seconds * 2**exponent, max(MAX_RETRY_SECONDS, self.retry_seconds))
+            self._retry_at = time.monotonic() + delay
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            buffered, attempt = self._buffered, self._failures_in_a_row
+        expected = isinstance(exc, (MlopsError, OSError))
+        log.error(
+            "Inference log of '%s': cannot write to %s (%s); %d rows stay buffered, attempt %d failed, "
+            "next in %.1fs",
+            self.pipeline,
+            target,
+            self._last_error,
+            buffered,
+            attempt,
+            delay,
+            exc_info=None if expected else exc,
+        )
+
+    def _record_success(self) -> None:
+        with self._lock:
+            failures, self._failures_in_a_row, self._retry_at = self._failures_in_a_row, 0, None
+        if failures:
+            log.warning(
+                "Inference log of '%s': writing to %s again after %d failed attempts",
+                self.pipeline,
+                self.uri,
+                failures,
+            )
+
+    def _dump_to_fallback(self, timeout: float) -> None:
+        with self._lock:
+            self._seal_locked()
+            chunks, self._sealed = self._sealed, []
+            left, self._buffered = self._buffered, 0
+            self._dumped_rows += left
+            last_error = self._last_error
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        folder = Path(tempfile.gettempdir()) / "mlops-inference-fallback" / f"{self.pipeline}-{stamp}"
+        self.fallback_dir = str(folder)
+        lost = 0
+        for index, chunk in enumerate(chunks):
+            # Records before parts: _parts_of sets the parts first and only then drops the records.
+            records, parts = chunk.records, chunk.parts
+            try:
+                if parts is None:
+                    parts = _serialize(self.pipeline, chunk.kind, records or [])
+                for part in parts:
+                    if not part.written:
+                        storage.write_bytes(str(folder / part.relpath), part.data)
+            except Exception as exc:
+                jsonl = folder / f"{chunk.kind}-{index}.jsonl"
+                lost += _dump_as_json_lines(jsonl, records, chunk.remaining, exc)
+        log.error(
+            "Inference log of '%s': %d rows could not be written to %s within %ss (last error: %s); saved %d of "
+            "them to the fallback %s (same layout: copy its contents into %s to restore them)%s",
+            self.pipeline,
+            left,
+            self.uri,
+            timeout,
+            last_error or "none recorded, a write was still hanging",
+            left - lost,
+            folder,
+            self.uri,
+            f"; {lost} rows are LOST" if lost else "",
+        )
+
+
+def _dump_as_json_lines(path: Path, records: list[tuple[Any, ...]] | None, rows: int, exc: Exception) -> int:
+    """Last resort when a chunk cannot become Parquet: JSON lines. Returns the number of rows lost."""
+    log.error("Inference log: cannot save %d rows as Parquet (%s); trying JSON lines at %s", rows, exc, path)
+    if records is None:
+        return rows
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(list(record), default=str) + "\n" for record in records))
+    except Exception:
+        log.exception("Inference log: %d rows are LOST: they could not be saved to %s either", rows, path)
+        return rows
+    return 0
+
+
+def _close_at_exit(ref: weakref.ReferenceType[InferenceLog]) -> None:
+    if (inference_log := ref()) is not None:
+        inference_log.close()
+
+
+# Serialization ---------------------------------------------------------------------------------------------
+def _serialize(pipeline: str, kind: str, records: list[tuple[Any, ...]]) -> list[_Part]:
+    """One Parquet file per UTC date of the rows, each named once and for all."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    by_date: dict[date, list[tuple[Any, ...]]] = {}
+    for record in records:
+        when = record[0]
+        day = when.date() if when.tzinfo is None else when.astimezone(UTC).date()
+        by_date.setdefault(day, []).append(record)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    parts = []
+    for day in sorted(by_date):
+        rows = by_date[day]
+        table = _predictions_table(rows) if kind == PREDICTIONS else _feedback_table(rows)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        name = f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+        parts.append(
+            _Part(
+                f"{kind}/pipeline={pipeline}/date={day.isoformat()}/{name}",
+                len(rows),
+                sink.getvalue().to_pybytes(),
+            )
+        )
+    return parts
+
+
+def _predictions_table(rows: list[tuple[Any, ...]]) -> pa.Table:
+    import pyarrow as pa
+
+    features = dict.fromkeys(feature for row in rows for feature in row[5])
+    columns = {
+        "time": pa.array([row[0] for row in rows], type=pa.timestamp("us", tz="UTC")),
+        "request_id": pa.array([row[1] for row in rows], type=pa.string()),
+        "model_version": pa.array([row[2] for row in rows], type=pa.int64()),
+        "route": pa.array([row[3] for row in rows], type=pa.string()),
+        "prediction": _value_column([row[4] for row in rows]),
+    }
+    for feature in features:
+        columns[f"input.{feature}"] = _value_column([row[5].get(feature) for row in rows])
+    return pa.table(columns)
+
+
+def _feedback_table(rows: list[tuple[Any, ...]]) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "time": pa.array([row[0] for row in rows], type=pa.timestamp("us", tz="UTC")),
+            "request_id": pa.array([row[1] for row in rows], type=pa.string()),
+            "label": _value_column([row[2] for row in rows]),
+        }
+    )
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b":
+        return "bool"
+    if isinstance(value, numbers.Integral):
+        return "int"
+    if isinstance(value, numbers.Real):
+        return "float"
+    return "str"
+
+
+def _value_column(values: list[Any]) -> pa.Array:
+    """Numbers stay numbers (int64, float64) and booleans booleans; any other mix becomes text, never an error."""
+    import pyarrow as pa
+
+    types = set(map(type, values))
+    types.discard(type(None))
+    if types <= {str}:
+        return pa.array(values, type=pa.string())
+    if types <= {int}:
+        kinds = {"int"}
+    elif types <= {int, float}:
+        kinds = {"float"}
+    else:  # numpy scalars, Decimal, dates, a mix...: look at each value
+        kinds = {_kind(value) for value in values if value is not None}
+    arrow_type = None
+    if kinds == {"int"}:
+        arrow_type = pa.int64()
+    elif kinds <= {"int", "float"}:
+        arrow_type = pa.float64()
+    elif kinds == {"bool"}:
+        arrow_type = pa.bool_()
+    if arrow_type is not None:
+        try:
+            return pa.array(values, type=arrow_type)
+        except (pa.ArrowException, OverflowError, TypeError, ValueError):
+            pass  # e.g. an int beyond int64: keep it as text rather than fail the whole file
+    return pa.array([None if value is None else str(value) for value in values], type=pa.string())
+
+
+# Reading (monitoring's side) -------------------------------------------------------------------------------
+def inference_log_uri(pipeline: str, configured: str | None = None) -> str:
+    """Where a pipeline's inference log lives: ``configured`` (``serving.inference_log.uri``) or
+    ``<MLOPS_STORE_URI>/<pipeline>/inference``."""
+    return (
+        storage.resolve_uri(configured)
+        if configured
+        else storage.join(settings.store_uri(), pipeline, "inference")
+    )
+
+
+def read_inference_log(
+    uri: str, pipeline: str, start: date | None = None, end: date | None = None
+) -> pd.DataFrame:
+    """The predictions served between the UTC dates ``start`` and ``end`` (inclusive; open when None).
+
+    Columns: ``time``, ``request_id``, ``model_version``, ``route``, ``prediction`` and ``input.<feature>``,
+    sorted by time; an empty frame with the fixed columns when there is nothing.
+    """
+    return _read(uri, PREDICTIONS, pipeline, start, end)
+
+
+def read_feedback(
+    uri: str, pipeline: str, start: date | None = None, end: date | None = None
+) -> pd.DataFrame:
+    """The feedback labels received between ``start`` and ``end``: ``time``, ``request_id``, ``label``."""
+    return _read(uri, FEEDBACK, pipeline, start, end)
+
+
+def join_feedback(predictions: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
+    """Predictions with their label (left join on ``request_id``; the latest label of a request wins).
+
+    Adds ``label`` and ``feedback_time`` (both missing where no label came); keeps the predictions' order.
+    """
+    latest = (
+        feedback.sort_values("time", kind="stable")
+        .drop_duplicates("request_id", keep="last")
+        .loc[:, ["request_id", "time", "label"]]
+        .rename(columns={"time": "feedback_time"})
+    )
+    return predictions.merge(latest, on="request_id", how="left", validate="many_to_one")
+
+
+def _empty_schema(kind: str) -> pa.Schema:
+    import pyarrow as pa
+
+    fixed = [("time", pa.timestamp("us", tz="UTC")), ("request_id", pa.string())]
+    if kind == PREDICTIONS:
+        return pa.schema(
+            [*fixed, ("model_version", pa.int64()), ("route", pa.string()), ("prediction", pa.string())]
+        )
+    return pa.schema([*fixed, ("label", pa.string())])
+
+
+def _read(uri: str, kind: str, pipeline: str, start: date | None, end: date | None) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = storage.join(storage.resolve_uri(uri), kind, f"pipeline={pipeline}")
+    if start is not None and end is not None and 0 <= (end - start).days < _MAX_DAYS_LISTED_ONE_BY_ONE:
+        days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+        uris = [
+            u
+            for day in days
+            for u in storage.list_uris(storage.join(root, f"date={day.isoformat()}"), ".parquet")
+        ]
+    else:
+        uris = storage.list_uris(root, ".parquet")
+    tables = []
+    for part_uri in uris:
+        match = _DATE_IN_PATH.search(unquote(part_uri))  # file URIs quote '=' as %3D
+        if match is None or not part_uri.rsplit("/", 1)[-1].startswith("part-"):
+            continue
+        day = date.fromisoformat(match.group(1))
+        if (start is None or day >= start) and (end is None or day <= end):
+            tables.append(pq.read_table(pa.BufferReader(storage.read_bytes(part_uri))))
+    table = _concat(tables) if tables else _empty_schema(kind).empty_table()
+    frame = table.to_pandas()
+    return frame.sort_values(["time", "request_id"], kind="stable", ignore_index=True)
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    """Concatenate files whose value columns may differ in type (int64 here, float64 or text there)."""
+    import pyarrow as pa
+
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    types: dict[str, set[pa.DataType]] = {}
+    for table in tables:
+        for column in table.schema:
+            if column.type != pa.null():
+                types.setdefault(column.name, set()).add(column.type)
+    numeric = (pa.types.is_integer, pa.types.is_floating)
+    common = {
+        name: pa.float64() if all(any(is_(t) for is_ in numeric) for t in found) else pa.string()
+        for name, found in types.items()
+        if len(found) > 1
+    }
+    unified = []
+    for table in tables:
+        for name, arrow_type in common.items():
+            if name in table.column_names:
+                index = table.column_names.index(name)
+                table = table.set_column(index, name, table[name].cast(arrow_type))
+        unified.append(table)
+    return pa.concat_tables(unified, promote_options="permissive")
