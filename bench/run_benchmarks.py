@@ -1,4 +1,4 @@
-"""Benchmarks of the MLOps kit on this machine, written to ``docs/benchmarks.md``.
+"""Benchmarks of the MLOps kit on this machine, written to section ``dag-parsing`` of ``docs/benchmarks.md``.
 
     .venv/bin/python bench/run_benchmarks.py [--skip-demo] [--repeat N] [--out FILE]
 
@@ -6,6 +6,9 @@
    ``import airflow.sdk`` both pay, plus where our extra time goes (``-X importtime`` and a phase breakdown).
 2. Time to parse ``dags/`` the way Airflow does (``DagBag``), against a folder holding only the empty DAG file.
 3. Wall time of ``mlops demo`` on a fresh home, with the per-step times it prints.
+
+Only the section between ``<!-- BEGIN dag-parsing -->`` and ``<!-- END dag-parsing -->`` is rewritten; the rest
+of the file (``bench/serving_benchmark.py`` owns section ``serving``) is kept.
 
 Every measurement runs in a fresh interpreter (nothing cached in-process) with the environment that
 ``mlops env --home <temp dir>`` prints; one discarded warm-up run per kind fills the bytecode and OS caches.
@@ -31,6 +34,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from markdown_sections import write_section
+
 REPO = Path(__file__).resolve().parent.parent
 DAGS_DIR = REPO / "dags"
 OUR_DAG_FILE = DAGS_DIR / "mlops_training.py"
@@ -38,6 +43,7 @@ PIPELINES_DIR = REPO / "include" / "pipelines"
 BIN_DIR = Path(sys.executable).parent
 GOAL = 1.25
 MARK = "BENCH "
+SECTION = "dag-parsing"
 
 EMPTY_DAG = 'from airflow.sdk import DAG\n\nwith DAG("empty", schedule=None):\n    pass\n'
 # Context only: what any DAG with a schedule pays on top (Airflow imports its timetables lazily).
@@ -403,13 +409,13 @@ def render(
     dagbags: dict[str, Any],
     demo: DemoResult | None,
 ) -> str:
-    """The Markdown page."""
+    """The Markdown of section ``dag-parsing``."""
     out: list[str] = []
     add = out.append
     total_ours, total_empty = imports["ours/total"], imports["empty/total"]
     after_ours, after_empty = imports["ours/after_sdk"], imports["empty/after_sdk"]
 
-    add("# Benchmarks\n")
+    add("## DAG parsing and the demo\n")
     add(
         "Measured by `bench/run_benchmarks.py` on "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}. Every number comes from a fresh Python process "
@@ -427,7 +433,7 @@ def render(
         add(f"| {key} | {value} |")
     add(f"| Load average (1/5/15 min) at start / end | {loads[0]} — {loads[1]} |\n")
 
-    add("## 1. Importing one DAG file vs an empty DAG file\n")
+    add("### 1. Importing one DAG file vs an empty DAG file\n")
     add(
         "`ours` is `dags/mlops_training.py` (one `<pipeline>_training` DAG per YAML file: "
         f"{dagbags['dags/']['dags']} DAGs). The peer is an empty DAG file: `from airflow.sdk import DAG` and "
@@ -457,7 +463,7 @@ def render(
         f"{ms(scheduled.min)} |\n"
     )
 
-    add("### Where our extra time goes\n")
+    add("#### Where our extra time goes\n")
     add(
         f"Phases of what `mlops_training.py` does, timed in one fresh process after `import airflow.sdk` "
         f"(median of {args.repeat}; the `part of` rows re-run those parts alone on the same "
@@ -478,7 +484,7 @@ def render(
         add(f"| `{module}` | {own / 1000:.1f} ms | {cumulative / 1000:.1f} ms |")
     add("")
 
-    add("## 2. Parsing all DAG files the way Airflow does (`DagBag`)\n")
+    add("### 2. Parsing all DAG files the way Airflow does (`DagBag`)\n")
     add(
         "Time of `airflow.dag_processing.dagbag.DagBag(dag_folder=...)` in a fresh process (after importing "
         "the `DagBag` class), against a folder holding only the empty DAG file.\n"
@@ -498,7 +504,7 @@ def render(
         )
     add("")
 
-    add("## 3. The demo on an installed environment\n")
+    add("### 3. The demo on an installed environment\n")
     if demo is None:
         add("Skipped (`--skip-demo`).\n")
     else:
@@ -516,7 +522,7 @@ def render(
             )
         add("")
 
-    add("## Interpretation\n")
+    add("### Interpretation\n")
     add(interpret(imports, phases, extra, dagbags, demo))
     return "\n".join(out) + "\n"
 
@@ -591,7 +597,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-demo", action="store_true", help="do not run `mlops demo`")
     parser.add_argument("--repeat", type=int, default=7, help="repetitions per measurement (default 7)")
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md", help="Markdown to write")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "docs" / "benchmarks.md",
+        help="Markdown file whose section dag-parsing is rewritten",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -622,8 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     loads = (load_start, load_average())
 
     page = render(args, machine(), loads, imports, phases, extra, dagbags, demo)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(page, encoding="utf-8")
+    write_section(args.out, SECTION, page)
     print(page)
     print(f"Written to {args.out}")
     return 1 if demo is not None and demo.exit_code != 0 else 0

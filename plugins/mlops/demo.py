@@ -138,6 +138,13 @@ def _outcome(dag_run: Any) -> tuple[str, str]:
     return "failed", f"run {dag_run.state}; failed tasks: {', '.join(failed) or 'none'}"
 
 
+def _verdict(tags: dict[str, str]) -> str:
+    """A version's fate in a word: the gate's verdict, or why a version that passed it was not deployed."""
+    if tags.get("gate.verdict") == "passed" and tags.get("deploy.status") in ("rejected", "rolled_back"):
+        return "not-deployed" if tags.get("smoke.passed") != "false" else "smoke-failed"
+    return tags.get("gate.verdict", "-")
+
+
 def _registry_facts(config: PipelineConfig) -> dict[str, Any]:
     from mlops import registry
 
@@ -147,7 +154,7 @@ def _registry_facts(config: PipelineConfig) -> dict[str, Any]:
     )
     champion = registry.alias_version(config.name, registry.CHAMPION)
     metric = config.gate.primary_metric
-    verdicts = ", ".join(f"v{v.version} {v.tags.get('gate.verdict', '-')}" for v in versions)
+    verdicts = ", ".join(f"v{v.version} {_verdict(v.tags)}" for v in versions)
     value = next(
         (v.tags.get(f"gate.challenger.{metric}") for v in versions if int(v.version) == champion), None
     )
@@ -211,7 +218,10 @@ def run_demo(home: Path, pipelines: list[str] | None = None, keep: bool = False)
         serving_ok = _serving_story(bag, config, home, log_path, say)
 
     say("\nSummary")
-    header = f"{'pipeline':<18} {'versions':>8} {'champion':>9}  {'verdicts':<36} primary metric (champion)"
+    width = max([36, *(len(_registry_facts(story.config)["verdicts"]) for story in stories)])
+    header = (
+        f"{'pipeline':<18} {'versions':>8} {'champion':>9}  {'verdicts':<{width}} primary metric (champion)"
+    )
     say(header)
     say("-" * len(header))
     all_ok = True
@@ -220,7 +230,7 @@ def run_demo(home: Path, pipelines: list[str] | None = None, keep: bool = False)
         all_ok &= all(step.as_expected for step in story.steps)
         say(
             f"{story.config.name:<18} {facts['versions']:>8} {'v' + str(facts['champion']):>9}  "
-            f"{facts['verdicts']:<36} {facts['metric']}"
+            f"{facts['verdicts']:<{width}} {facts['metric']}"
         )
     say(f"\nDone in {time.monotonic() - started:.0f} s. Airflow's own output: {log_path}")
     say("Quarantined batches, validation results and reports: " + str(home / "store"))
@@ -233,7 +243,7 @@ def run_demo(home: Path, pipelines: list[str] | None = None, keep: bool = False)
     return 0
 
 
-class _Traffic:
+class LiveTraffic:
     """Steady requests to the model server from a background thread, counting answers per model version."""
 
     def __init__(self, url: str, records: list[dict[str, Any]]) -> None:
@@ -267,7 +277,7 @@ class _Traffic:
                     self.failures.append(f"{type(exc).__name__}: {exc}")
                 time.sleep(0.02)
 
-    def __enter__(self) -> _Traffic:
+    def __enter__(self) -> LiveTraffic:
         self._thread.start()
         return self
 
@@ -323,7 +333,7 @@ def _serving_story(bag: Any, config: PipelineConfig, home: Path, log_path: Path,
         served = httpx.get(f"{url}/model", timeout=5).json()["version"]
         say(f"   1/4 `mlops serve {config.name}` on {url}: ready, serving v{served}")
         dag = bag.get_dag(config.training_dag_id)
-        with _Traffic(url, records) as traffic:
+        with LiveTraffic(url, records) as traffic:
             time.sleep(2)
             recipe = {"estimator": config.model.estimator, "params": {**config.model.params, "C": 1.0}}
             with _quiet(log_path):
@@ -360,7 +370,8 @@ def _serving_story(bag: Any, config: PipelineConfig, home: Path, log_path: Path,
                 f"   3/4 a slow challenger v{version} passed the gate but failed its smoke test ({reasons}); "
                 f"champion stays v{new} [{'ok' if caught and still else 'UNEXPECTED'}]"
             )
-            entry = rollback(config, actor="demo", reason="demo: roll back to the previous champion")
+            with _quiet(log_path):
+                entry = rollback(config, actor="demo", reason="demo: roll back to the previous champion")
             followed = _wait_for_version(url, entry["to_version"])
             ok &= followed
             say(

@@ -248,7 +248,10 @@ def deploy_challenger(
         if not smoke.passed:
             registry.set_version_tags(config.name, version, {"deploy.status": "rejected"})
             raise DeploymentRejected(f"{config.name} v{version} not deployed, {smoke.summary()}")
-    if config.deploy.strategy in ("canary", "shadow"):
+    if config.deploy.strategy in ("canary", "shadow") and expected_champion is None:
+        # A first model has no champion to compare with and no live traffic yet: nothing for a canary to judge.
+        evidence["canary"] = {"decision": "skipped", "reasons": ["no champion yet: first model"]}
+    elif config.deploy.strategy in ("canary", "shadow"):
         decision = run_canary(config, version)
         evidence["canary"] = {"decision": decision.action, "reasons": decision.reasons}
         if decision.action != "promote":

@@ -1,0 +1,991 @@
+"""Our model server against ``mlflow models serve``: same machine, same model version, same load, one run.
+
+    .venv/bin/python bench/serving_benchmark.py [--duration S] [--warmup S] [--profile | --no-profile]
+
+1. In a temporary ``MLOPS_HOME``: one generated ``breast_cancer`` batch is ingested, validated, trained on
+   (StandardScaler + LogisticRegression), registered and promoted to ``champion`` with the kit's own functions.
+2. The floor: raw in-process ``model.predict`` of that version (``mlflow.sklearn.load_model``), 1 and 100 rows.
+3. Our server (``mlops serve breast_cancer``), then the MLflow scoring server (``mlflow models serve -m
+   models:/breast_cancer@champion --env-manager local``), one at a time on a free 127.0.0.1 port. Each is
+   waited for until ready; our answer is checked against the raw predictions first (the MLflow one too).
+   Then ``wrk`` (C, light on the CPU) posts the same rows for batch sizes 1 and 100 at concurrency 1
+   (``-t1 -c1``) and 32 (``-t2 -c32``), ``--timeout 10s``, each cell after a discarded warm-up.
+4. The goals, judged honestly; where our server's time goes (an in-process timing of each step of a request,
+   and, when a goal is missed or ``--profile`` is given, cProfile of a server process under the same load).
+5. Section ``serving`` of ``docs/benchmarks.md`` is rewritten; the rest of the file is kept.
+
+Needs ``wrk``: ``apt-get install -y wrk`` (Debian/Ubuntu, as root), ``brew install wrk`` (macOS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import pstats
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from markdown_sections import write_section
+
+REPO = Path(__file__).resolve().parent.parent
+PIPELINES_DIR = REPO / "include" / "pipelines"
+BIN_DIR = Path(sys.executable).parent
+WRK_SCRIPT = Path(__file__).resolve().with_name("serving_wrk.lua")
+SECTION = "serving"
+PIPELINE = "breast_cancer"
+BATCH_SIZES = (1, 100)
+#: Concurrency -> wrk threads and connections.
+LOADS = {1: ("-t1", "-c1"), 32: ("-t2", "-c32")}
+WRK_TIMEOUT = "10s"
+READY_TIMEOUT = 180.0
+OURS, MLFLOW = "ours", "mlflow"
+SERVER_TITLES = {OURS: "ours (`mlops serve`)", MLFLOW: "MLflow (`mlflow models serve`)"}
+# Goals.
+SPEEDUP_GOAL = 20.0  # batch 1, concurrency 32: at least 20x MLflow's requests/s ...
+P99_GOAL = 10.0  # ... with p99 at most a tenth of MLflow's
+PER_ROW_GOAL = 2.0  # batch 100: per-row cost within 2x of raw per-row predict
+P50_GOAL_MS = 3.0  # concurrency 1: p50 under 3 ms
+
+# A server process whose profiler starts on SIGUSR1 and stops (and writes <prefix>.<n>.prof) on SIGUSR2.
+CHILD_PROFILED_SERVER = """
+import cProfile, signal, sys
+from mlops.config import load_config
+from mlops.serving.app import run
+
+config_path, port, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+state = {"profiler": None, "n": 0}
+
+def start(*_):
+    state["profiler"] = cProfile.Profile()
+    state["profiler"].enable()
+
+def stop(*_):
+    profiler, state["profiler"] = state["profiler"], None
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(f"{prefix}.{state['n']}.prof")
+        state["n"] += 1
+
+signal.signal(signal.SIGUSR1, start)
+signal.signal(signal.SIGUSR2, stop)
+run(load_config(config_path), "127.0.0.1", port, log_level="warning")
+"""
+
+
+# --- the model ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Trained:
+    version: int
+    config: Any
+    records: list[dict[str, float]]  # feature rows as JSON-ready dicts, the order of the generated batch
+    seconds: float
+
+
+def set_environment(home: Path) -> None:
+    """Point this process (and the servers started from it) at a fresh home; nothing else leaks in."""
+    for key in list(os.environ):
+        if key.startswith(("AIRFLOW", "MLOPS_", "MLFLOW_")):
+            del os.environ[key]
+    os.environ["MLOPS_HOME"] = str(home)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    os.environ["MLOPS_PIPELINES_DIR"] = str(PIPELINES_DIR)
+
+
+def train_and_promote(home: Path) -> Trained:
+    """Generate one batch, ingest, validate, train, register and promote it: version 1 is the champion."""
+    import pandas as pd
+    from mlops import batches, registry, training
+    from mlops.config import load_config
+    from mlops_datagen import generate_batches
+
+    started = time.perf_counter()
+    config = load_config(PIPELINES_DIR / f"{PIPELINE}.yaml")
+    (path,) = generate_batches(PIPELINE, home / "landing" / PIPELINE, batches=1)
+    batch = batches.ingest_batch(config, str(path))
+    outcome = batches.validate_and_file(config, batch)
+    result = training.train_model(config, outcome.batch)
+    version = registry.register_version(config.name, result.model_uri, result.run_id, {"bench": "serving"})
+    registry.promote(
+        config.name, version, None, audit={"by": "bench/serving_benchmark.py", "reason": "benchmark"}
+    )
+    frame = training.prepare_frame(pd.read_csv(path), config)[config.feature_names]
+    records = frame.to_dict(orient="records")
+    if len(records) < max(BATCH_SIZES):
+        raise RuntimeError(f"the generated batch holds {len(records)} rows; need {max(BATCH_SIZES)}")
+    return Trained(version, config, records, time.perf_counter() - started)
+
+
+# --- the floor -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Floor:
+    calls: int
+    one_row: float  # seconds, median of one call
+    hundred_rows: float
+    one_row_quick: float  # under the sklearn settings our server uses (context only)
+    hundred_rows_quick: float
+
+    @property
+    def per_row(self) -> float:
+        return self.hundred_rows / 100
+
+
+def median_call(function: Callable[[], Any], calls: int) -> float:
+    for _ in range(min(50, calls)):
+        function()
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def measure_floor(model: Any, trained: Trained, calls: int) -> Floor:
+    """Median time of ``model.predict`` on a DataFrame of 1 and of 100 rows, in this process."""
+    import pandas as pd
+    import sklearn
+
+    names = trained.config.feature_names
+    one = pd.DataFrame.from_records(trained.records[:1], columns=names)
+    hundred = pd.DataFrame.from_records(trained.records[:100], columns=names)
+    result = [median_call(lambda f=f: model.predict(f), calls) for f in (one, hundred)]
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        quick = [median_call(lambda f=f: model.predict(f), calls) for f in (one, hundred)]
+    return Floor(calls, result[0], result[1], quick[0], quick[1])
+
+
+def raw_predictions(model: Any, trained: Trained, rows: int) -> list[Any]:
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(trained.records[:rows], columns=trained.config.feature_names)
+    return model.predict(frame).tolist()
+
+
+# --- where a request's time goes, without HTTP -------------------------------------------------------------------
+
+
+def request_steps(trained: Trained, calls: int) -> dict[int, dict[str, float]]:
+    """Median seconds of each step our server takes for one request of 1 and of 100 rows, in this process.
+
+    The same functions the server calls, on the same version (loaded as the server loads it); what HTTP,
+    uvicorn, FastAPI, the micro-batcher's hand-offs, the inference log and the metrics add is not in here.
+    """
+    import numpy as np
+    import sklearn
+    from mlops.serving.holder import CHAMPION, load_version
+
+    loaded = load_version(trained.config, trained.version, CHAMPION)
+    steps: dict[int, dict[str, float]] = {}
+    for rows in BATCH_SIZES:
+        body = json.dumps({"records": trained.records[:rows]}).encode()
+        parsed = loaded.schema.parse(body)
+        frame = parsed.frame
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            predicted = loaded.model.predict(frame)
+            timings = {
+                "`json.loads` of the body": median_call(lambda b=body: json.loads(b), calls),
+                "`InputSchema.parse` (json.loads + checks + arrays)": median_call(
+                    lambda b=body: loaded.schema.parse(b), calls
+                ),
+                "`ParsedInput.frame` (DataFrame)": median_call(lambda p=parsed: p.frame, calls),
+                "`model.predict` (server's sklearn settings)": median_call(
+                    lambda f=frame: loaded.model.predict(f), calls
+                ),
+            }
+        answer = {
+            "predictions": np.asarray(predicted).tolist(),
+            "model_version": loaded.version,
+            "model": loaded.name,
+            "request_id": "0" * 32,
+        }
+        timings["answer: `tolist` + `json.dumps`"] = median_call(
+            lambda a=answer, p=predicted: (
+                np.asarray(p).tolist(),
+                json.dumps(a, separators=(",", ":"), allow_nan=False),
+            ),
+            calls,
+        )
+        steps[rows] = timings
+    return steps
+
+
+# --- servers ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    ready_path: str
+    predict_path: str
+    body_key: str
+    process: subprocess.Popen | None = None
+    port: int = 0
+    ready_seconds: float = 0.0
+    rss_mib: float | None = None
+    check: str = ""
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http(url: str, body: bytes | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def start(server: Server, env: dict[str, str], log_path: Path) -> None:
+    """Start ``server`` in its own session (so that it and its children can be stopped together); wait until ready."""
+    server.port = free_port()
+    command = [part.replace("{port}", str(server.port)) for part in server.command]
+    started = time.perf_counter()
+    with log_path.open("wb") as log:
+        server.process = subprocess.Popen(
+            command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = started + READY_TIMEOUT
+    while time.perf_counter() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"{server.name} exited with {server.process.returncode} before it was ready:\n"
+                + log_path.read_text(errors="replace")[-3000:]
+            )
+        with contextlib.suppress(OSError):
+            status, _ = http(server.base + server.ready_path, timeout=2)
+            if status == 200:
+                server.ready_seconds = time.perf_counter() - started
+                return
+        time.sleep(0.1)
+    stop(server)
+    raise RuntimeError(f"{server.name} not ready after {READY_TIMEOUT:.0f} s; see {log_path}")
+
+
+def stop(server: Server) -> None:
+    """SIGTERM to the server's process group (the process we started and its children), SIGKILL if it lingers."""
+    process = server.process
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    # A child that outlived its parent still holds the group id.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def group_rss_mib(pgid: int) -> float | None:
+    """Resident memory of every process in group ``pgid`` (the server and its children)."""
+    total = 0
+    found = False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:  # pgrp is the 5th field of /proc/PID/stat, the 3rd after "(comm)"
+                continue
+            for line in (stat.parent / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+                    found = True
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1024 if found else None
+
+
+def check_answer(server: Server, trained: Trained, expected: dict[int, list[Any]]) -> str:
+    """POST the benchmark's rows once per batch size and compare with the raw predictions."""
+    notes = []
+    for rows in BATCH_SIZES:
+        body = json.dumps({server.body_key: trained.records[:rows]}).encode()
+        status, raw = http(server.base + server.predict_path, body)
+        if status != 200:
+            raise RuntimeError(f"{server.name}: {rows} rows answered {status}: {raw[:500]!r}")
+        answer = json.loads(raw)
+        if answer.get("predictions") != expected[rows]:
+            raise RuntimeError(
+                f"{server.name}: the predictions of {rows} rows differ from raw predict: "
+                f"{answer.get('predictions')!r:.300} != {expected[rows]!r:.300}"
+            )
+        if server.name == OURS and answer.get("model_version") != trained.version:
+            raise RuntimeError(f"{server.name} served v{answer.get('model_version')}, not v{trained.version}")
+        notes.append(f"{rows}")
+    version = f", `model_version` {trained.version}" if server.name == OURS else ""
+    return f"predictions of {' and '.join(notes)} rows equal raw `predict`{version}"
+
+
+# --- load ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    server: str
+    batch: int
+    concurrency: int
+    result: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return self.result["duration_us"] / 1e6
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.result["requests"] / self.seconds
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.requests_per_second * self.batch
+
+    @property
+    def p50(self) -> float:
+        return self.result["p50_us"] / 1e6
+
+    @property
+    def p99(self) -> float:
+        return self.result["p99_us"] / 1e6
+
+    @property
+    def errors(self) -> int:
+        return int(sum(self.result[k] for k in ("connect", "read", "write", "status", "timeout")))
+
+    def error_detail(self) -> str:
+        kinds = [f"{k} {int(self.result[k])}" for k in ("connect", "read", "write", "status", "timeout")]
+        return ", ".join(k for k in kinds if not k.endswith(" 0")) or "none"
+
+
+def run_wrk(wrk: str, url: str, body_file: Path, concurrency: int, seconds: float) -> dict[str, float]:
+    threads, connections = LOADS[concurrency]
+    command = [
+        wrk,
+        threads,
+        connections,
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        WRK_TIMEOUT,
+        "--latency",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+    ]
+    result = subprocess.run(
+        command,
+        env={**os.environ, "WRK_BODY_FILE": str(body_file)},
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("WRK-RESULT ")]
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"wrk failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
+    return json.loads(lines[-1].removeprefix("WRK-RESULT "))
+
+
+def measure_server(
+    server: Server, wrk: str, bodies: dict[int, Path], duration: float, warmup: float
+) -> list[Cell]:
+    cells = []
+    for batch in BATCH_SIZES:
+        for concurrency in LOADS:
+            url = server.base + server.predict_path
+            if warmup > 0:
+                run_wrk(wrk, url, bodies[batch], concurrency, warmup)
+            cell = Cell(
+                server.name, batch, concurrency, run_wrk(wrk, url, bodies[batch], concurrency, duration)
+            )
+            print(
+                f"  {server.name:6} batch {batch:3} c{concurrency:<2}: {cell.requests_per_second:8.1f} req/s "
+                f"{cell.rows_per_second:9.0f} rows/s  p50 {ms(cell.p50)}  p99 {ms(cell.p99)}  "
+                f"errors {cell.errors}",
+                flush=True,
+            )
+            cells.append(cell)
+    return cells
+
+
+# --- profile of our server -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Profile:
+    label: str
+    batch: int
+    concurrency: int
+    requests: int
+    wall: float
+    busy: float  # main-thread seconds not waiting in epoll (inflated by the profiler)
+    groups: list[tuple[str, float]]
+    top_self: list[tuple[str, float, int]]
+    top_ours: list[tuple[str, float, int]]
+
+
+IDLE_FUNCTIONS = (
+    "<method 'poll' of 'select.epoll' objects>",
+    "<method 'control' of 'select.kqueue' objects>",
+)
+
+
+def group_of(filename: str, function: str) -> str:
+    """A coarse owner of a profiled function: the package, our module, or the kind of builtin."""
+    if filename == "~":
+        if "numpy" in function:
+            return "numpy (C)"
+        if "json" in function or "_json" in function:
+            return "json (C)"
+        if "socket" in function or "transport" in function or "uvloop" in function:
+            return "sockets (C)"
+        return "other builtins (C)"
+    path = filename.replace("\\", "/")
+    if "/site-packages/" in path:
+        package = path.split("/site-packages/", 1)[1].split("/", 1)[0]
+        return package.removesuffix(".py")
+    if "/plugins/mlops/" in path:
+        module = path.split("/plugins/", 1)[1].removesuffix(".py").replace("/", ".")
+        return module
+    if "/lib/python3" in path:
+        module = path.split("/lib/python3", 1)[1].split("/", 1)[1]
+        return "stdlib " + module.split("/", 1)[0].removesuffix(".py")
+    return path.rsplit("/", 1)[-1]
+
+
+def name_of(key: tuple[str, int, str]) -> str:
+    filename, line, function = key
+    if filename == "~":
+        return function
+    path = filename.replace("\\", "/")
+    for marker in ("/site-packages/", "/plugins/", "/lib/python3.11/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{path}:{line} {function}"
+
+
+def read_profile(path: Path, label: str, batch: int, concurrency: int, requests: int, wall: float) -> Profile:
+    stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    busy = 0.0
+    groups: dict[str, float] = {}
+    rows = []
+    for key, (_cc, calls, own, cumulative, _callers) in stats.items():
+        if key[2] in IDLE_FUNCTIONS:
+            continue
+        busy += own
+        group = group_of(key[0], key[2])
+        groups[group] = groups.get(group, 0.0) + own
+        rows.append((key, own, cumulative, calls))
+    top_self = [(name_of(k), own, calls) for k, own, _c, calls in sorted(rows, key=lambda r: -r[1])[:15]]
+    ours = [r for r in rows if "/plugins/mlops/" in r[0][0].replace("\\", "/")]
+    top_ours = [(name_of(k), cum, calls) for k, _o, cum, calls in sorted(ours, key=lambda r: -r[2])[:12]]
+    ordered = sorted(groups.items(), key=lambda item: -item[1])
+    return Profile(label, batch, concurrency, requests, wall, busy, ordered, top_self, top_ours)
+
+
+def profile_server(
+    trained: Trained,
+    env: dict[str, str],
+    wrk: str,
+    bodies: dict[int, Path],
+    shapes: list[tuple[int, int]],
+    duration: float,
+    work: Path,
+) -> list[Profile]:
+    """Run our server under cProfile (main thread: event loop, HTTP, parsing, small predicts) for each load shape."""
+    config_path = PIPELINES_DIR / f"{PIPELINE}.yaml"
+    prefix = work / "profile"
+    server = Server(
+        OURS,
+        [sys.executable, "-c", CHILD_PROFILED_SERVER, str(config_path), "{port}", str(prefix)],
+        "/ready",
+        "/predict",
+        "records",
+    )
+    start(server, env, work / "profiled-server.log")
+    profiles = []
+    try:
+        assert server.process is not None
+        for index, (batch, concurrency) in enumerate(shapes):
+            url = server.base + server.predict_path
+            run_wrk(wrk, url, bodies[batch], concurrency, 2)  # warm-up, not profiled
+            os.kill(server.process.pid, signal.SIGUSR1)
+            time.sleep(0.2)
+            started = time.perf_counter()
+            result = run_wrk(wrk, url, bodies[batch], concurrency, duration)
+            wall = time.perf_counter() - started
+            os.kill(server.process.pid, signal.SIGUSR2)
+            path = Path(f"{prefix}.{index}.prof")
+            deadline = time.perf_counter() + 30
+            while not path.exists() and time.perf_counter() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)  # let the dump finish
+            label = f"batch {batch}, concurrency {concurrency}"
+            profiles.append(read_profile(path, label, batch, concurrency, int(result["requests"]), wall))
+            print(f"  profiled {label}: {int(result['requests'])} requests", flush=True)
+    finally:
+        stop(server)
+    return profiles
+
+
+# --- the machine -----------------------------------------------------------------------------------------------
+
+
+def machine(wrk: str) -> dict[str, str]:
+    cpu = platform.processor() or "unknown"
+    with contextlib.suppress(OSError), Path("/proc/cpuinfo").open(encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = "unknown"
+    with contextlib.suppress(OSError), Path("/proc/meminfo").open(encoding="utf-8") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    version = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.splitlines()
+    facts = {
+        "CPU": cpu,
+        "Cores (logical)": str(os.cpu_count()),
+        "Memory": memory,
+        "OS": platform.platform(),
+        "Python": platform.python_version(),
+    }
+    for package in ("mlflow", "uvicorn", "fastapi", "starlette", "scikit-learn", "numpy", "pandas"):
+        try:
+            facts[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            facts[package] = "not installed"
+    facts["wrk"] = version[0].split(" Copyright")[0] if version else "unknown"
+    facts["`OPENBLAS_CORETYPE`"] = os.environ.get("OPENBLAS_CORETYPE", "(unset)")
+    return facts
+
+
+def load_average() -> str:
+    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+# --- the report ------------------------------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    value = seconds * 1000
+    return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:.0f} µs"
+
+
+def mark(passed: bool) -> str:
+    return "**pass**" if passed else "**fail**"
+
+
+@dataclass
+class Goal:
+    title: str
+    measured: str
+    passed: bool
+
+
+def judge(cells: list[Cell], floor: Floor) -> tuple[list[Goal], list[tuple[int, int]]]:
+    """The goals with their verdicts, and the load shapes (batch, concurrency) worth profiling."""
+    at = {(c.server, c.batch, c.concurrency): c for c in cells}
+    goals: list[Goal] = []
+    shapes: list[tuple[int, int]] = []
+
+    ours, peer = at[(OURS, 1, 32)], at[(MLFLOW, 1, 32)]
+    speedup = ours.requests_per_second / peer.requests_per_second
+    goals.append(
+        Goal(
+            f"batch 1, concurrency 32: ≥ {SPEEDUP_GOAL:.0f}× MLflow's requests/s",
+            f"{ours.requests_per_second:.0f} vs {peer.requests_per_second:.0f} req/s: {speedup:.1f}×",
+            speedup >= SPEEDUP_GOAL,
+        )
+    )
+    ratio = peer.p99 / ours.p99
+    goals.append(
+        Goal(
+            f"batch 1, concurrency 32: p99 ≤ 1/{P99_GOAL:.0f} of MLflow's",
+            f"{ms(ours.p99)} vs {ms(peer.p99)}: 1/{ratio:.1f}",
+            ratio >= P99_GOAL,
+        )
+    )
+    if speedup < SPEEDUP_GOAL or ratio < P99_GOAL:
+        shapes.append((1, 32))
+
+    best = max((c for c in cells if c.server == OURS and c.batch == 100), key=lambda c: c.rows_per_second)
+    per_row = 1 / best.rows_per_second
+    goals.append(
+        Goal(
+            f"batch 100: per-row cost ≤ {PER_ROW_GOAL:.0f}× raw per-row `predict`",
+            f"{us(per_row)} a row (concurrency {best.concurrency}) vs {us(floor.per_row)}: "
+            f"{per_row / floor.per_row:.1f}×",
+            per_row <= PER_ROW_GOAL * floor.per_row,
+        )
+    )
+    if per_row > PER_ROW_GOAL * floor.per_row:
+        shapes.append((100, best.concurrency))
+
+    for batch in BATCH_SIZES:
+        cell = at[(OURS, batch, 1)]
+        goals.append(
+            Goal(
+                f"concurrency 1, batch {batch}: p50 < {P50_GOAL_MS:.0f} ms",
+                ms(cell.p50),
+                cell.p50 * 1000 < P50_GOAL_MS,
+            )
+        )
+        if cell.p50 * 1000 >= P50_GOAL_MS and (batch, 1) not in shapes:
+            shapes.append((batch, 1))
+    return goals, shapes
+
+
+def render(
+    args: argparse.Namespace,
+    facts: dict[str, str],
+    loads: tuple[str, str],
+    trained: Trained,
+    servers: list[Server],
+    cells: list[Cell],
+    floor: Floor,
+    steps: dict[int, dict[str, float]],
+    goals: list[Goal],
+    profiles: list[Profile],
+) -> str:
+    out: list[str] = []
+    add = out.append
+    at = {(c.server, c.batch, c.concurrency): c for c in cells}
+    add("## Serving: our model server vs `mlflow models serve`\n")
+    add(
+        f"Measured by `bench/serving_benchmark.py` on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, in one "
+        f"run on this machine. Model: `{PIPELINE}` v{trained.version} (StandardScaler + LogisticRegression, "
+        f"{len(trained.config.feature_names)} numeric features), trained on one generated batch and promoted to "
+        "`champion` in a temporary `MLOPS_HOME` (SQLite registry). Both servers serve that same version, one "
+        "at a time on 127.0.0.1 (so they never compete for the cores), each with its default settings (one "
+        "process). The load generator is `wrk` on the same machine: concurrency 1 is `-t1 -c1`, concurrency "
+        f"32 is `-t2 -c32`; `--timeout {WRK_TIMEOUT} --latency`, {args.duration:.0f} s per cell after a "
+        f'{args.warmup:.0f} s warm-up (discarded). Both get the same rows: ours as `{{"records": [...]}}` '
+        'to `POST /predict`, MLflow as `{"dataframe_records": [...]}` to `POST /invocations`. wrk, the server '
+        "and its threads share the 2 cores, the same for both servers.\n"
+    )
+    add(
+        "**How to reproduce:** `apt-get install -y wrk`, then `.venv/bin/python bench/serving_benchmark.py` "
+        "(`--duration S` per cell, default 10; `--profile` to profile our server even when every goal is met).\n"
+    )
+    add("| Machine | |\n| --- | --- |")
+    for key, value in facts.items():
+        add(f"| {key} | {value} |")
+    add(f"| Load average (1/5/15 min) at start / end | {loads[0]} — {loads[1]} |\n")
+
+    add("| Server | Command | Ready after start | RSS after the load | Answer checked |")
+    add("| --- | --- | ---: | ---: | --- |")
+    for server in servers:
+        command = " ".join(server.command).replace(sys.executable, "python").replace(str(BIN_DIR) + "/", "")
+        rss = f"{server.rss_mib:.0f} MiB" if server.rss_mib is not None else "n/a"
+        add(
+            f"| {SERVER_TITLES[server.name]} | `{command}` | {server.ready_seconds:.1f} s | {rss} | "
+            f"{server.check} |"
+        )
+    add("")
+
+    add("### Throughput and latency\n")
+    add("| Server | Batch (rows) | Concurrency | Requests/s | Rows/s | p50 | p99 | Errors |")
+    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for batch in BATCH_SIZES:
+        for concurrency in LOADS:
+            for name in (OURS, MLFLOW):
+                cell = at[(name, batch, concurrency)]
+                errors = f"{cell.errors}" + (f" ({cell.error_detail()})" if cell.errors else "")
+                add(
+                    f"| {SERVER_TITLES[name]} | {batch} | {concurrency} | {cell.requests_per_second:,.0f} | "
+                    f"{cell.rows_per_second:,.0f} | {ms(cell.p50)} | {ms(cell.p99)} | {errors} |"
+                )
+    add("")
+    add(
+        "Errors are wrk's: connect, read, write, timeout, and any answer that is not 2xx. Latency is wrk's, "
+        "from sending a request to its last byte, on a kept-alive connection.\n"
+    )
+
+    add("### The floor: raw `predict` in-process\n")
+    add(
+        '`mlflow.sklearn.load_model("models:/breast_cancer@champion")`, then `model.predict(DataFrame)` on the '
+        f"same rows, median of {floor.calls} calls after 50 warm-up calls, in the benchmark's own process "
+        "while no server runs.\n"
+    )
+    add("| Call | Default scikit-learn settings | Per row | With our server's settings* | Per row |")
+    add("| --- | ---: | ---: | ---: | ---: |")
+    add(
+        f"| 1 row | {us(floor.one_row)} | {us(floor.one_row)} | {us(floor.one_row_quick)} | {us(floor.one_row_quick)} |"
+    )
+    add(
+        f"| 100 rows | {us(floor.hundred_rows)} | {us(floor.per_row)} | {us(floor.hundred_rows_quick)} | "
+        f"{us(floor.hundred_rows_quick / 100)} |"
+    )
+    add("")
+    add(
+        "\\* `sklearn.config_context(assume_finite=True, skip_parameter_validation=True)`, which our server "
+        "uses since it checks the inputs itself. The goals compare with the default column.\n"
+    )
+
+    add("### Goals\n")
+    add("| Goal | Measured | Verdict |\n| --- | --- | --- |")
+    for goal in goals:
+        add(f"| {goal.title} | {goal.measured} | {mark(goal.passed)} |")
+    add("")
+    add(
+        "Per-row cost = 1 / rows per second at the concurrency that gives the most rows per second, against "
+        "the raw per-row cost of a 100-row `predict` (default settings).\n"
+    )
+
+    add("### Where our server's time goes\n")
+    add(
+        "Each step our server takes for one request, timed alone in the benchmark's process (median of "
+        f"{floor.calls} calls) with the same functions and the same version; compare with the measured p50 at "
+        "concurrency 1. What is left is HTTP (uvicorn, FastAPI/Starlette), the micro-batcher's hand-off, the "
+        "inference log, the metrics, and the kernel and wrk.\n"
+    )
+    names = list(next(iter(steps.values())))
+    add("| Step | " + " | ".join(f"batch {b}" for b in steps) + " |")
+    add("| --- |" + " ---: |" * len(steps))
+    for name in names:
+        add(f"| {name} | " + " | ".join(us(steps[b][name]) for b in steps) + " |")
+    own = {b: sum(v for k, v in steps[b].items() if not k.startswith("`json.loads`")) for b in steps}
+    add(
+        "| **sum** (without the separate `json.loads` row, part of `parse`) | "
+        + " | ".join(us(own[b]) for b in steps)
+        + " |"
+    )
+    add("| measured p50 at concurrency 1 | " + " | ".join(ms(at[(OURS, b, 1)].p50) for b in steps) + " |")
+    add(
+        "| left for HTTP, batching, logging, metrics, kernel | "
+        + " | ".join(us(at[(OURS, b, 1)].p50 - own[b]) for b in steps)
+        + " |\n"
+    )
+
+    if profiles:
+        add(
+            "cProfile of a server process (`mlops.serving.app.run`, the same app) under the same wrk load, for "
+            "each load shape whose goal was missed. cProfile sees the main thread only: the event loop, HTTP, "
+            "parsing and the small `predict` calls the batcher runs inline (≤ 64 rows); larger batches are "
+            "predicted on a worker thread it does not see. The profiler slows Python code down, so read the "
+            "shares, not the absolute times. Time waiting in `epoll` (idle) is left out.\n"
+        )
+        for profile in profiles:
+            per_request = profile.busy / max(profile.requests, 1)
+            add(
+                f"#### {profile.label}: {profile.requests:,} requests in {profile.wall:.1f} s under the "
+                f"profiler; {profile.busy:.2f} s busy on the main thread, {us(per_request)} a request\n"
+            )
+            add("| Owner (own time) | Share | Per request |\n| --- | ---: | ---: |")
+            for group, seconds in profile.groups[:14]:
+                add(f"| {group} | {seconds / profile.busy:.1%} | {us(seconds / max(profile.requests, 1))} |")
+            add("")
+            add("| Top functions by own time | Own time share | Calls per request |\n| --- | ---: | ---: |")
+            for name, seconds, calls in profile.top_self:
+                add(f"| `{name}` | {seconds / profile.busy:.1%} | {calls / max(profile.requests, 1):.2f} |")
+            add("")
+            add(
+                "| Our functions by cumulative time | Share of busy time | Calls per request |\n"
+                "| --- | ---: | ---: |"
+            )
+            for name, seconds, calls in profile.top_ours:
+                add(f"| `{name}` | {seconds / profile.busy:.1%} | {calls / max(profile.requests, 1):.2f} |")
+            add("")
+    add("### Interpretation\n")
+    add(interpret(cells, floor, goals, steps))
+    return "\n".join(out) + "\n"
+
+
+def interpret(cells: list[Cell], floor: Floor, goals: list[Goal], steps: dict[int, dict[str, float]]) -> str:
+    at = {(c.server, c.batch, c.concurrency): c for c in cells}
+    met = [g for g in goals if g.passed]
+    text = f"{len(met)} of {len(goals)} goals met."
+    missed = [g.title for g in goals if not g.passed]
+    if missed:
+        text += " Missed: " + "; ".join(missed) + "."
+    ours1, peer1 = at[(OURS, 1, 1)], at[(MLFLOW, 1, 1)]
+    ours32, peer32 = at[(OURS, 1, 32)], at[(MLFLOW, 1, 32)]
+    text += (
+        f" One row at a time, ours answers in {ms(ours1.p50)} (p50) against MLflow's {ms(peer1.p50)}; "
+        f"under 32 concurrent one-row requests ours serves {ours32.requests_per_second:,.0f} requests/s "
+        f"({ours32.requests_per_second / peer32.requests_per_second:.1f}× MLflow's "
+        f"{peer32.requests_per_second:,.0f}), p99 {ms(ours32.p99)} vs {ms(peer32.p99)}."
+    )
+    best = max((c for c in cells if c.server == OURS and c.batch == 100), key=lambda c: c.rows_per_second)
+    peer_best = max(
+        (c for c in cells if c.server == MLFLOW and c.batch == 100), key=lambda c: c.rows_per_second
+    )
+    text += (
+        f" With 100-row requests ours scores {best.rows_per_second:,.0f} rows/s (MLflow {peer_best.rows_per_second:,.0f}); "
+        f"raw `predict` alone would do {1 / floor.per_row:,.0f} rows/s on one core at 100 rows a call."
+    )
+    predict_share = steps[1]["`model.predict` (server's sklearn settings)"] / max(ours1.p50, 1e-9)
+    text += (
+        f" At one row and concurrency 1, `predict` itself is {predict_share:.0%} of our p50; the rest is request "
+        "handling."
+    )
+    return text
+
+
+# --- main ------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per cell (default 10)")
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of discarded load before each cell"
+    )
+    parser.add_argument(
+        "--floor-calls", type=int, default=2000, help="calls per in-process timing (default 2000)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "docs" / "benchmarks.md", help="Markdown to update"
+    )
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--profile", action="store_true", help="profile our server even if every goal is met")
+    choice.add_argument("--no-profile", action="store_true", help="never profile our server")
+    args = parser.parse_args(argv)
+    if args.duration < 1:
+        parser.error("--duration must be at least 1 second")
+
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print(
+            "wrk is not installed; this benchmark needs it as its load generator.\n"
+            "  Debian/Ubuntu: apt-get install -y wrk   (as root, or with sudo)\n"
+            "  macOS:         brew install wrk\n"
+            "then run this script again.",
+            file=sys.stderr,
+        )
+        return 2
+
+    load_start = load_average()
+    with tempfile.TemporaryDirectory(prefix="mlops-serving-bench-") as tmp:
+        work = Path(tmp)
+        home = work / "home"
+        (home / "tmp").mkdir(parents=True)
+        set_environment(home)
+        # The servers write their temporary model downloads under the home, removed with it.
+        env = {**os.environ, "TMPDIR": str(home / "tmp")}
+
+        print("1/5 training and promoting one breast_cancer model ...", flush=True)
+        trained = train_and_promote(home)
+        print(f"    v{trained.version} is the champion ({trained.seconds:.1f} s)", flush=True)
+
+        print("2/5 the floor: raw in-process predict ...", flush=True)
+        import mlflow.sklearn
+
+        model = mlflow.sklearn.load_model(f"models:/{PIPELINE}@champion")
+        floor = measure_floor(model, trained, args.floor_calls)
+        expected = {rows: raw_predictions(model, trained, rows) for rows in BATCH_SIZES}
+        steps = request_steps(trained, args.floor_calls)
+        print(f"    1 row {us(floor.one_row)}, 100 rows {us(floor.hundred_rows)}", flush=True)
+
+        bodies: dict[str, dict[int, Path]] = {}
+        for name, key in ((OURS, "records"), (MLFLOW, "dataframe_records")):
+            bodies[name] = {}
+            for rows in BATCH_SIZES:
+                path = work / f"body-{name}-{rows}.json"
+                path.write_text(json.dumps({key: trained.records[:rows]}), encoding="utf-8")
+                bodies[name][rows] = path
+
+        servers = [
+            Server(
+                OURS,
+                [str(BIN_DIR / "mlops"), "serve", PIPELINE, "--host", "127.0.0.1", "--port", "{port}"],
+                "/ready",
+                "/predict",
+                "records",
+            ),
+            Server(
+                MLFLOW,
+                [
+                    str(BIN_DIR / "mlflow"),
+                    "models",
+                    "serve",
+                    "-m",
+                    f"models:/{PIPELINE}@champion",
+                    "--env-manager",
+                    "local",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    "{port}",
+                ],
+                "/ping",
+                "/invocations",
+                "dataframe_records",
+            ),
+        ]
+        cells: list[Cell] = []
+        for number, server in enumerate(servers, start=3):
+            print(f"{number}/5 {SERVER_TITLES[server.name]} ...", flush=True)
+            start(server, env, work / f"{server.name}.log")
+            try:
+                print(f"    ready in {server.ready_seconds:.1f} s on port {server.port}", flush=True)
+                server.check = check_answer(server, trained, expected)
+                cells += measure_server(server, wrk, bodies[server.name], args.duration, args.warmup)
+                assert server.process is not None
+                server.rss_mib = group_rss_mib(server.process.pid)
+            finally:
+                stop(server)
+
+        goals, shapes = judge(cells, floor)
+        for goal in goals:
+            print(f"    {'PASS' if goal.passed else 'FAIL'}  {goal.title}: {goal.measured}")
+        profiles: list[Profile] = []
+        if args.profile:
+            shapes = [(1, 32), (100, 1), (1, 1)]
+        if shapes and not args.no_profile:
+            print(f"5/5 profiling our server for {shapes} (batch, concurrency) ...", flush=True)
+            profiles = profile_server(trained, env, wrk, bodies[OURS], shapes, args.duration, work)
+        else:
+            print("5/5 no profile (every goal met, or --no-profile)", flush=True)
+        loads = (load_start, load_average())
+
+    section = render(args, machine(wrk), loads, trained, servers, cells, floor, steps, goals, profiles)
+    write_section(args.out, SECTION, section)
+    print(section)
+    print(f"Section '{SECTION}' of {args.out} rewritten")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
