@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import pstats
+import resource
 import shutil
 import signal
 import socket
@@ -35,7 +36,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -113,6 +114,7 @@ def set_environment(home: Path) -> None:
 def train_and_promote(home: Path) -> Trained:
     """Generate one batch, ingest, validate, train, register and promote it: version 1 is the champion."""
     import pandas as pd
+
     from mlops import batches, registry, training
     from mlops.config import load_config
     from mlops_datagen import generate_batches
@@ -193,6 +195,7 @@ def request_steps(trained: Trained, calls: int) -> dict[int, dict[str, float]]:
     """
     import numpy as np
     import sklearn
+
     from mlops.serving.holder import CHAMPION, load_version
 
     loaded = load_version(trained.config, trained.version, CHAMPION)
@@ -358,6 +361,7 @@ class Cell:
     batch: int
     concurrency: int
     result: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # cores used on average: server, wrk, other
 
     @property
     def seconds(self) -> float:
@@ -386,6 +390,61 @@ class Cell:
     def error_detail(self) -> str:
         kinds = [f"{k} {int(self.result[k])}" for k in ("connect", "read", "write", "status", "timeout")]
         return ", ".join(k for k in kinds if not k.endswith(" 0")) or "none"
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def system_busy_seconds() -> float:
+    """CPU seconds all cores spent working since boot (``/proc/stat``; time stolen by the hypervisor excluded)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = values[:7]
+    return (user + nice + system + irq + softirq) / CLOCK_TICKS
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds used so far by the live processes of group ``pgid`` (the server and its children)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / CLOCK_TICKS
+
+
+def rusage_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """Who used the cores during a measurement: the server's process group, wrk, and everything else."""
+
+    def __init__(self, pgid: int) -> None:
+        self.pgid = pgid
+
+    def __enter__(self) -> CpuMeter:
+        self.wall = time.perf_counter()
+        self.busy = system_busy_seconds()
+        self.server = group_cpu_seconds(self.pgid)
+        self.children = rusage_seconds(resource.RUSAGE_CHILDREN)  # wrk, once it has exited
+        self.own = rusage_seconds(resource.RUSAGE_SELF)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        wall = time.perf_counter() - self.wall
+        busy = system_busy_seconds() - self.busy
+        server = group_cpu_seconds(self.pgid) - self.server
+        wrk = rusage_seconds(resource.RUSAGE_CHILDREN) - self.children
+        own = rusage_seconds(resource.RUSAGE_SELF) - self.own
+        self.cores = {
+            "server": server / wall,
+            "wrk": wrk / wall,
+            "other": max(0.0, busy - server - wrk - own) / wall,
+        }
 
 
 def run_wrk(wrk: str, url: str, body_file: Path, concurrency: int, seconds: float) -> dict[str, float]:
@@ -426,13 +485,15 @@ def measure_server(
             url = server.base + server.predict_path
             if warmup > 0:
                 run_wrk(wrk, url, bodies[batch], concurrency, warmup)
-            cell = Cell(
-                server.name, batch, concurrency, run_wrk(wrk, url, bodies[batch], concurrency, duration)
-            )
+            assert server.process is not None
+            with CpuMeter(server.process.pid) as meter:
+                result = run_wrk(wrk, url, bodies[batch], concurrency, duration)
+            cell = Cell(server.name, batch, concurrency, result, meter.cores)
             print(
                 f"  {server.name:6} batch {batch:3} c{concurrency:<2}: {cell.requests_per_second:8.1f} req/s "
                 f"{cell.rows_per_second:9.0f} rows/s  p50 {ms(cell.p50)}  p99 {ms(cell.p99)}  "
-                f"errors {cell.errors}",
+                f"errors {cell.errors}  CPU server {cell.cpu['server']:.2f} wrk {cell.cpu['wrk']:.2f} "
+                f"other {cell.cpu['other']:.2f}",
                 flush=True,
             )
             cells.append(cell)
@@ -723,8 +784,11 @@ def render(
     add("")
 
     add("### Throughput and latency\n")
-    add("| Server | Batch (rows) | Concurrency | Requests/s | Rows/s | p50 | p99 | Errors |")
-    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    add(
+        "| Server | Batch (rows) | Concurrency | Requests/s | Rows/s | p50 | p99 | Errors | "
+        "CPU: server / wrk / other (cores) |"
+    )
+    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for batch in BATCH_SIZES:
         for concurrency in LOADS:
             for name in (OURS, MLFLOW):
@@ -732,12 +796,15 @@ def render(
                 errors = f"{cell.errors}" + (f" ({cell.error_detail()})" if cell.errors else "")
                 add(
                     f"| {SERVER_TITLES[name]} | {batch} | {concurrency} | {cell.requests_per_second:,.0f} | "
-                    f"{cell.rows_per_second:,.0f} | {ms(cell.p50)} | {ms(cell.p99)} | {errors} |"
+                    f"{cell.rows_per_second:,.0f} | {ms(cell.p50)} | {ms(cell.p99)} | {errors} | "
+                    f"{cell.cpu['server']:.2f} / {cell.cpu['wrk']:.2f} / {cell.cpu['other']:.2f} |"
                 )
     add("")
     add(
         "Errors are wrk's: connect, read, write, timeout, and any answer that is not 2xx. Latency is wrk's, "
-        "from sending a request to its last byte, on a kept-alive connection.\n"
+        "from sending a request to its last byte, on a kept-alive connection. CPU: cores used on average "
+        "during the cell by the server's processes (all threads), by wrk, and by every other process on the "
+        "machine (from `/proc`; the machine has 2 cores, so *other* > 0 means the cell shared them).\n"
     )
 
     add("### The floor: raw `predict` in-process\n")
@@ -903,7 +970,12 @@ def main(argv: list[str] | None = None) -> int:
         (home / "tmp").mkdir(parents=True)
         set_environment(home)
         # The servers write their temporary model downloads under the home, removed with it.
-        env = {**os.environ, "TMPDIR": str(home / "tmp")}
+        # PATH as in an activated venv: `mlflow models serve` runs `uvicorn` from the PATH.
+        env = {
+            **os.environ,
+            "TMPDIR": str(home / "tmp"),
+            "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
 
         print("1/5 training and promoting one breast_cancer model ...", flush=True)
         trained = train_and_promote(home)

@@ -307,7 +307,12 @@ def rollback(
         to_version = int(previous)
     if to_version == current:
         raise RegistryError(f"'{pipeline}' v{to_version} is already the champion")
-    registry.get_version(pipeline, to_version)  # raises if it does not exist
+    from mlflow.exceptions import MlflowException
+
+    try:
+        registry.get_version(pipeline, to_version)
+    except MlflowException as exc:
+        raise RegistryError(f"'{pipeline}' has no version {to_version} to roll back to") from exc
     entry = registry.move_champion(
         pipeline, to_version, current, event="rolled_back_to", audit={"by": actor, "reason": reason}
     )

@@ -669,3 +669,24 @@ def test_loading_leaves_no_temporary_files_behind(
     smoke_test(loaded)
     assert loaded.version == 2 and loaded.input_example is not None
     assert list(private.iterdir()) == []
+
+
+def test_route_statistics_summarise_latency_and_predictions() -> None:
+    from mlops.serving.metrics import RouteStats
+
+    regression = RouteStats(classification=False, reservoir=100)
+    for i in range(1000):
+        regression.observe(i / 1000, [float(i % 10)], error=i % 100 == 0)
+    snapshot = regression.snapshot()
+    assert (snapshot["requests"], snapshot["errors"], snapshot["rows"]) == (1000, 10, 1000)
+    assert snapshot["error_rate"] == 0.01 and snapshot["class_counts"] is None
+    assert snapshot["mean"] == pytest.approx(4.5) and snapshot["std"] == pytest.approx(
+        np.std(range(10), ddof=1), 0.01
+    )
+    assert 300 < snapshot["p50_ms"] < 700 and snapshot["p99_ms"] > 900  # from a 100-latency reservoir
+    assert len(regression._latencies) == 100
+
+    classification = RouteStats(classification=True)
+    classification.observe(0.002, [0, 1, 1])
+    assert classification.snapshot()["class_counts"] == {"0": 1, "1": 2}
+    assert classification.snapshot()["mean"] is None

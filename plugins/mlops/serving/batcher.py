@@ -126,11 +126,11 @@ class MicroBatcher:
 
     async def predict(self, parsed: ParsedInput, *, announced: bool = False) -> Prediction:
         """Score ``parsed`` in the next batch; raises NoModelError, PredictionError or InputError."""
+        if announced:
+            self._announced = max(0, self._announced - 1)
         if self._closed:
             raise NoModelError("the server is shutting down")
         self._ensure_worker()
-        if announced:
-            self._announced = max(0, self._announced - 1)
         future = asyncio.get_running_loop().create_future()
         self._queue.append(_Item(parsed, future))
         assert self._wake is not None
@@ -158,8 +158,8 @@ class MicroBatcher:
         return taken
 
     async def _run(self) -> None:
-        assert self._wake is not None and self._loop is not None
-        wake, loop = self._wake, self._loop
+        wake = self._wake
+        assert wake is not None
         while True:
             if not self._queue:
                 wake.clear()
@@ -167,43 +167,61 @@ class MicroBatcher:
                 continue
             batch: list[_Item] = []
             rows = self._take(self.max_rows, batch)
-            if self.wait_seconds > 0 and self._announced > 0 and rows < self.max_rows:
-                deadline = loop.time() + self.wait_seconds
-                while self._announced > 0 and rows < self.max_rows:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    wake.clear()
-                    try:
-                        await asyncio.wait_for(wake.wait(), remaining)
-                    except TimeoutError:
-                        break
-                    rows += self._take(self.max_rows - rows, batch)
-            model = self._get_model()
-            if model is None:
+            try:
+                if self.wait_seconds > 0 and self._announced > 0 and rows < self.max_rows:
+                    rows += await self._gather_more(batch, rows)
+                await self._predict_batch(batch, rows)
+            except asyncio.CancelledError:
                 for item in batch:
-                    _resolve(item.future, exception=NoModelError("no model is loaded yet"))
-                continue
-            parsed = [i.parsed for i in batch]
-            known, cost = self._cost
-            started = time.perf_counter()
-            if rows <= INLINE_MAX_ROWS and (known is not model or cost <= INLINE_MAX_SECONDS):
-                results = _score(model, parsed)
+                    _resolve(item.future, exception=NoModelError("the server is shutting down"))
+                raise
+            except Exception as exc:  # a bug here must not leave requests waiting forever
+                log.exception("Micro-batch of %d requests failed", len(batch))
+                for item in batch:
+                    _resolve(item.future, exception=exc)
+
+    async def _gather_more(self, batch: list[_Item], rows: int) -> int:
+        """Wait up to ``wait_ms`` for the announced requests to join ``batch``; returns the rows they added."""
+        assert self._wake is not None and self._loop is not None
+        wake, loop = self._wake, self._loop
+        deadline = loop.time() + self.wait_seconds
+        added = 0
+        while self._announced > 0 and rows + added < self.max_rows:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            wake.clear()
+            try:
+                await asyncio.wait_for(wake.wait(), remaining)
+            except TimeoutError:
+                break
+            added += self._take(self.max_rows - rows - added, batch)
+        return added
+
+    async def _predict_batch(self, batch: list[_Item], rows: int) -> None:
+        model = self._get_model()  # once per batch: every row of it is scored by this one version
+        if model is None:
+            for item in batch:
+                _resolve(item.future, exception=NoModelError("no model is loaded yet"))
+            return
+        parsed = [i.parsed for i in batch]
+        known, cost = self._cost
+        started = time.perf_counter()
+        if rows <= INLINE_MAX_ROWS and (known is not model or cost <= INLINE_MAX_SECONDS):
+            results = _score(model, parsed)
+        else:
+            assert self._loop is not None
+            results = await self._loop.run_in_executor(self._executor, _score, model, parsed)
+        elapsed = time.perf_counter() - started
+        self._cost = (model, elapsed if known is not model else 0.8 * cost + 0.2 * elapsed)
+        if self._metrics is not None:
+            self._metrics.observe_batch(self.alias, rows)
+        for item, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                _resolve(item.future, exception=result)
             else:
-                try:
-                    results = await loop.run_in_executor(self._executor, _score, model, parsed)
-                except Exception as exc:  # _score catches per request; this is a broken executor
-                    results = [exc] * len(batch)
-            elapsed = time.perf_counter() - started
-            self._cost = (model, elapsed if known is not model else 0.8 * cost + 0.2 * elapsed)
-            if self._metrics is not None:
-                self._metrics.observe_batch(self.alias, rows)
-            for item, result in zip(batch, results, strict=True):
-                if isinstance(result, BaseException):
-                    _resolve(item.future, exception=result)
-                else:
-                    predictions, seconds = result
-                    _resolve(item.future, Prediction(predictions, model, seconds))
+                predictions, seconds = result
+                _resolve(item.future, Prediction(predictions, model, seconds))
 
     async def close(self) -> None:
         """Stop the worker after the batch in progress; later calls raise NoModelError."""

@@ -1,0 +1,107 @@
+"""SIGTERM under load: the server stops gracefully and every request it answered is in the inference log."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from dagtools import parse_dags
+from receivers import free_port
+
+pytestmark = pytest.mark.e2e
+PIPELINE = "breast_cancer"
+
+
+async def _load(url: str, records: list[dict[str, Any]], answered: list[str], stop: asyncio.Event) -> int:
+    """32 concurrent clients posting until the server goes away; returns how many requests got no answer."""
+    unanswered = 0
+
+    async def client(worker: int) -> None:
+        nonlocal unanswered
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            index = worker
+            while not stop.is_set():
+                request_id = f"w{worker}-{index}"
+                try:
+                    response = await http.post(
+                        f"{url}/predict",
+                        json={"records": [records[index % len(records)]]},
+                        headers={"X-Request-ID": request_id},
+                    )
+                except httpx.HTTPError:
+                    unanswered += 1  # the server has stopped listening: nothing was answered, nothing to log
+                    await asyncio.sleep(0.05)
+                    continue
+                if response.status_code == 200:
+                    answered.append(response.json()["request_id"])
+                index += 32
+
+    tasks = [asyncio.create_task(client(worker)) for worker in range(32)]
+    await asyncio.gather(*tasks)
+    return unanswered
+
+
+def test_sigterm_under_load_loses_no_answered_request(
+    airflow_db: Path, bc_batches: dict[str, Path], mlops_home: Path
+) -> None:
+    import pandas as pd
+
+    from mlops.serving.inference_log import inference_log_uri, read_inference_log
+
+    dag = parse_dags().get_dag(f"{PIPELINE}_training")
+    assert (
+        dag.test(run_conf={"data_uri": str(bc_batches["first"]), "model": None, "reason": ""}).state
+        == "success"
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (mlops_home / "server.log").open("ab")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlops"), "serve", PIPELINE, "--port", str(port)],
+        stdout=log,
+        stderr=log,
+        env=os.environ.copy(),
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        records = pd.read_csv(bc_batches["second"]).drop(columns=["diagnosis"]).head(50).to_dict("records")
+        answered: list[str] = []
+
+        async def scenario() -> int:
+            stop = asyncio.Event()
+            load = asyncio.create_task(_load(url, records, answered, stop))
+            await asyncio.sleep(3)
+            server.send_signal(signal.SIGTERM)
+            await asyncio.get_running_loop().run_in_executor(None, server.wait, 60)
+            stop.set()
+            return await load
+
+        asyncio.run(scenario())
+    finally:
+        if server.poll() is None:
+            server.kill()
+        log.close()
+
+    server_log = (mlops_home / "server.log").read_text()
+    # uvicorn re-raises the signal once its graceful shutdown is complete.
+    assert server.returncode in (0, -signal.SIGTERM), server_log[-3000:]
+    assert "Application shutdown complete" in server_log
+    assert len(answered) > 100
+    logged = read_inference_log(inference_log_uri(PIPELINE), PIPELINE)
+    missing = set(answered) - set(logged["request_id"])
+    assert not missing, f"{len(missing)} answered requests are not in the inference log"
+    assert len(logged) == len(set(logged["request_id"])), "each prediction is logged once"
