@@ -160,8 +160,9 @@ def judge_canary(stats: dict[str, Any], rules: Canary, elapsed_seconds: float) -
 def _server(config: PipelineConfig, method: str, path: str, timeout: float = 10.0) -> Any:
     import httpx
 
-    response = httpx.request(method, f"{config.server_url}{path}", timeout=timeout)
-    return response
+    token = os.environ.get("MLOPS_SERVING_ADMIN_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.request(method, f"{config.server_url}{path}", timeout=timeout, headers=headers)
 
 
 def notify_server(config: PipelineConfig) -> None:
