@@ -268,24 +268,6 @@ def deploy_challenger(
     return entry
 
 
-def promote_challenger(
-    pipeline: str,
-    version: int,
-    expected_champion: int | None,
-    *,
-    actor: str,
-    reason: str,
-    evidence: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Make ``version`` the champion if the champion is still ``expected_champion`` (no smoke test or canary)."""
-    return registry.promote(
-        pipeline,
-        version,
-        expected_champion,
-        audit={"by": actor, "reason": reason, "evidence": evidence or {}},
-    )
-
-
 def rollback(
     config: PipelineConfig, *, to_version: int | None = None, actor: str, reason: str
 ) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mlops import deploy, registry
+from mlops import registry
 from mlops.errors import PromotionConflict, RegistryError
 
 NAME = "tiny"
@@ -134,17 +134,15 @@ def test_promoting_the_champion_again_does_not_retire_it(store_home: Path, model
 
 
 @pytest.mark.unit
-def test_deploy_promote_challenger_records_actor_reason_and_evidence(
-    store_home: Path, model_uri: str
-) -> None:
+def test_promote_records_actor_reason_and_evidence(store_home: Path, model_uri: str) -> None:
     _register(model_uri, 1)
-    entry = deploy.promote_challenger(
-        NAME, 1, None, actor="bob", reason="gate passed", evidence={"roc_auc": 0.99}
+    entry = registry.promote(
+        NAME, 1, None, audit={"by": "bob", "reason": "gate passed", "evidence": {"roc_auc": 0.99}}
     )
     assert registry.audit_trail(NAME, 1) == [entry]
     assert (entry["by"], entry["reason"], entry["evidence"]) == ("bob", "gate passed", {"roc_auc": 0.99})
     with pytest.raises(PromotionConflict):
-        deploy.promote_challenger(NAME, 1, None, actor="bob", reason="again")
+        registry.promote(NAME, 1, None, audit={"by": "bob", "reason": "again"})
 
 
 @pytest.mark.unit
