@@ -435,7 +435,7 @@ def render(
 
     add("### 1. Importing one DAG file vs an empty DAG file\n")
     add(
-        "`ours` is `dags/mlops_training.py` (one `<pipeline>_training` DAG per YAML file: "
+        "`ours` is `dags/mlops_training.py` (a `<pipeline>_training` and a `<pipeline>_rollback` DAG per YAML file: "
         f"{dagbags['dags/']['dags']} DAGs). The peer is an empty DAG file: `from airflow.sdk import DAG` and "
         '`with DAG("empty", schedule=None): pass`. *Including* = wall time of `runpy.run_path(file)` in a '
         "fresh interpreter, so both pay `import airflow`; *excluding* = the same after `import airflow.sdk` "

@@ -10,8 +10,10 @@
    waited for until ready; our answer is checked against the raw predictions first (the MLflow one too).
    Then ``wrk`` (C, light on the CPU) posts the same rows for batch sizes 1 and 100 at concurrency 1
    (``-t1 -c1``) and 32 (``-t2 -c32``), ``--timeout 10s``, each cell after a discarded warm-up.
-4. The goals, judged honestly; where our server's time goes (an in-process timing of each step of a request,
-   and, when a goal is missed or ``--profile`` is given, cProfile of a server process under the same load).
+4. The goals, judged honestly; where our server's time goes: an in-process timing of each step of a request
+   and of the whole ASGI app; and, when a goal is missed (or with ``--profile``), our server again on the
+   missed load shapes in diagnostic variants (as served, inference log off, ``gc.freeze()`` once ready), with
+   per-thread CPU and garbage-collection pauses, and under cProfile.
 5. Section ``serving`` of ``docs/benchmarks.md`` is rewritten; the rest of the file is kept.
 
 Needs ``wrk``: ``apt-get install -y wrk`` (Debian/Ubuntu, as root), ``brew install wrk`` (macOS).
@@ -36,7 +38,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -64,40 +66,94 @@ P99_GOAL = 10.0  # ... with p99 at most a tenth of MLflow's
 PER_ROW_GOAL = 2.0  # batch 100: per-row cost within 2x of raw per-row predict
 P50_GOAL_MS = 3.0  # concurrency 1: p50 under 3 ms
 
-# Our server as `mlops serve` runs it, but without the inference log (a diagnostic of what the log costs).
-CHILD_SERVER_WITHOUT_LOG = """
-import sys
+# Our server as `mlops serve` runs it (`mlops.serving.app.run`), instrumented for the diagnostics: SIGUSR1 starts
+# a measurement, SIGUSR2 ends it and writes <prefix>.<n>.json (CPU seconds per thread, garbage collections and
+# their pauses, tracked objects) and, for variant "profile", <prefix>.<n>.prof (cProfile of the main thread).
+# Variants change one thing: "no_log" turns the inference log off, "freeze" calls gc.freeze() once ready.
+CHILD_DIAGNOSTIC_SERVER = """
+import cProfile, gc, json, os, signal, sys, threading, time, urllib.request
 from mlops.config import load_config
 from mlops.serving.app import run
 
-run(load_config(sys.argv[1]), "127.0.0.1", int(sys.argv[2]), log_inferences=False, log_level="warning")
-"""
-NO_LOG = "ours-nolog"
+config_path, port, prefix, variant = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+TICKS = os.sysconf("SC_CLK_TCK")
+state = {"n": 0, "profiler": None, "cpu": {}, "started": 0.0, "gc_started": 0.0, "frozen": None}
+pauses = {0: [], 1: [], 2: []}
 
-# A server process whose profiler starts on SIGUSR1 and stops (and writes <prefix>.<n>.prof) on SIGUSR2.
-CHILD_PROFILED_SERVER = """
-import cProfile, signal, sys
-from mlops.config import load_config
-from mlops.serving.app import run
+def on_gc(phase, info):
+    if phase == "start":
+        state["gc_started"] = time.perf_counter()
+    else:
+        pauses[info["generation"]].append(time.perf_counter() - state["gc_started"])
 
-config_path, port, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-state = {"profiler": None, "n": 0}
+def thread_cpu():
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    cpu = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(tid), "threads not started by Python")
+        cpu[name] = cpu.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+    return cpu
 
-def start(*_):
-    state["profiler"] = cProfile.Profile()
-    state["profiler"].enable()
+def begin(*_):
+    for times in pauses.values():
+        times.clear()
+    state["cpu"] = thread_cpu()
+    state["started"] = time.perf_counter()
+    if variant == "profile":
+        state["profiler"] = cProfile.Profile()
+        state["profiler"].enable()
 
-def stop(*_):
+def end(*_):
     profiler, state["profiler"] = state["profiler"], None
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(f"{prefix}.{state['n']}.prof")
-        state["n"] += 1
+    wall = time.perf_counter() - state["started"]
+    after = thread_cpu()
+    result = {
+        "wall": wall,
+        "threads": {name: after[name] - state["cpu"].get(name, 0.0) for name in after},
+        "gc": {str(g): [len(v), sum(v), max(v, default=0.0)] for g, v in pauses.items()},
+        "objects": len(gc.get_objects()),
+        "frozen": state["frozen"],
+    }
+    with open(f"{prefix}.{state['n']}.json.partial", "w") as out:
+        json.dump(result, out)
+    os.replace(f"{prefix}.{state['n']}.json.partial", f"{prefix}.{state['n']}.json")
+    state["n"] += 1
 
-signal.signal(signal.SIGUSR1, start)
-signal.signal(signal.SIGUSR2, stop)
-run(load_config(config_path), "127.0.0.1", port, log_level="warning")
+def freeze_when_ready():
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except Exception:
+            pass
+        time.sleep(0.1)
+    gc.collect()
+    gc.freeze()
+    state["frozen"] = gc.get_freeze_count()
+
+gc.callbacks.append(on_gc)
+signal.signal(signal.SIGUSR1, begin)
+signal.signal(signal.SIGUSR2, end)
+if variant == "freeze":
+    threading.Thread(target=freeze_when_ready, name="freeze-when-ready", daemon=True).start()
+run(load_config(config_path), "127.0.0.1", port, log_inferences=variant != "no_log", log_level="warning")
 """
+#: Diagnostic variants of our server, in the order they run.
+VARIANTS = {
+    "served": "as served",
+    "no_log": "inference log off",
+    "freeze": "`gc.freeze()` once ready",
+    "profile": "as served, under cProfile",
+}
 
 
 # --- the model ------------------------------------------------------------------------------------------------
@@ -375,6 +431,7 @@ class Cell:
     cpu: dict[str, float] = field(default_factory=dict)  # cores used on average: server, wrk, other
     attempt: int = 1
     predict_calls: float | None = None  # ours: model.predict calls during the cell (its micro-batches)
+    extra: dict[str, Any] = field(default_factory=dict)  # what a diagnostic server reported
 
     @property
     def seconds(self) -> float:
@@ -517,6 +574,7 @@ class Quiet:
     threshold: float  # cores others may use
     wait: float  # seconds to wait for that before each cell
     retries: int  # extra attempts of a cell that shared the cores anyway
+    budget: float  # seconds of waiting and retrying left for the whole run
 
 
 def busy_cores(seconds: float = 2.0) -> float:
@@ -527,11 +585,13 @@ def busy_cores(seconds: float = 2.0) -> float:
 
 def wait_for_quiet(quiet: Quiet, what: str) -> float:
     """Wait (at most ``quiet.wait`` s) until the machine uses at most ``quiet.threshold`` cores; the last reading."""
-    deadline = time.perf_counter() + quiet.wait
+    started = time.perf_counter()
+    deadline = started + max(0.0, min(quiet.wait, quiet.budget))
     announced = False
     while True:
-        busy = busy_cores()
+        busy = busy_cores(1.0 if quiet.budget <= 0 else 2.0)
         if busy <= quiet.threshold or time.perf_counter() >= deadline:
+            quiet.budget -= time.perf_counter() - started
             if busy > quiet.threshold:
                 print(f"    (still {busy:.2f} cores busy; measuring {what} anyway)", flush=True)
             return busy
@@ -548,8 +608,13 @@ def measure_server(
     warmup: float,
     quiet: Quiet,
     shapes: list[tuple[int, int]] | None = None,
+    hooks: tuple[Callable[[], None], Callable[[], dict[str, Any]]] | None = None,
 ) -> list[Cell]:
-    """Every cell (batch, concurrency) of one server; a cell that shared the cores is tried again."""
+    """Every cell (batch, concurrency) of one server; a cell that shared the cores is tried again.
+
+    ``hooks``: called just before and just after each measured run; what the second returns is kept in the
+    cell's ``extra``.
+    """
     assert server.process is not None
     url = server.base + server.predict_path
     cells = []
@@ -560,10 +625,13 @@ def measure_server(
             if warmup > 0:
                 run_wrk(wrk, url, bodies[batch], concurrency, warmup)
             before = batch_counters(server)
+            if hooks is not None:
+                hooks[0]()
             with CpuMeter(server.process.pid) as meter:
                 result = run_wrk(wrk, url, bodies[batch], concurrency, duration)
+            extra = hooks[1]() if hooks is not None else {}
             after = batch_counters(server)
-            cell = Cell(server.name, batch, concurrency, result, meter.cores, attempt + 1)
+            cell = Cell(server.name, batch, concurrency, result, meter.cores, attempt + 1, extra=extra)
             if before is not None and after is not None:
                 cell.predict_calls = after[1] - before[1]
             per_call = f"  rows/predict {cell.rows_per_predict:.1f}" if cell.rows_per_predict else ""
@@ -578,6 +646,10 @@ def measure_server(
                 best = cell
             if cell.cpu["other"] <= quiet.threshold:
                 break
+            if quiet.budget <= 0:
+                print("    (no time left for retries: --quiet-budget)", flush=True)
+                break
+            quiet.budget -= cell.seconds + warmup
         assert best is not None
         cells.append(best)
     return cells
@@ -586,11 +658,77 @@ def measure_server(
 # --- the whole app in-process, without HTTP ----------------------------------------------------------------------
 
 
-def asgi_timings(trained: Trained, calls: int) -> dict[int, float]:
-    """Median seconds of one ``POST /predict`` through our ASGI app called directly (no socket, no uvicorn).
+#: Functions of the request path timed inside the in-process app: (module, attribute, label). A method is
+#: "Class.method". Each is wrapped at run time in this process only (the source is untouched) and restored after.
+APP_PARTS = (
+    ("mlops.serving.inputs", "InputSchema.parse", "`InputSchema.parse`: JSON decode, checks, arrays"),
+    (
+        "mlops.serving.batcher",
+        "MicroBatcher.predict",
+        "`MicroBatcher.predict`, awaited: queue, score, hand-offs",
+    ),
+    ("mlops.serving.batcher", "_score", "of which `_score`: DataFrame, `model.predict`, `tolist`"),
+    ("mlops.serving.app", "ModelServer.log_rows", "`ModelServer.log_rows`: rows into the inference log"),
+    ("mlops.serving.app", "_json", "`_json`: the answer"),
+)
+WHOLE = "the whole app, in-process"
+REST = "the rest: FastAPI/Starlette routing and parameters, metrics middleware, request id, event loop"
 
-    The app is built as ``mlops serve`` builds it (with its inference log, in the temporary home); only the
-    alias polling is off. One request at a time, so the micro-batcher sees one request per batch.
+
+@contextlib.contextmanager
+def timed_parts(record: Callable[[str, float], None]) -> Iterator[list[str]]:
+    """Wrap the functions of ``APP_PARTS`` so that each call reports its duration; yields the labels wrapped."""
+    import functools
+    import importlib
+    import inspect
+
+    restore = []
+    wrapped = []
+    for module_name, attribute, label in APP_PARTS:
+        owner: Any = importlib.import_module(module_name)
+        name = attribute
+        if "." in attribute:
+            class_name, name = attribute.split(".", 1)
+            owner = getattr(owner, class_name, None)
+        original = getattr(owner, name, None) if owner is not None else None
+        if original is None:
+            continue  # the code changed: that part is reported as not measured
+
+        if inspect.iscoroutinefunction(original):
+
+            async def wrapper(*args: Any, _f: Any = original, _l: str = label, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return await _f(*args, **kwargs)
+                finally:
+                    record(_l, time.perf_counter() - started)
+
+        else:
+
+            def wrapper(*args: Any, _f: Any = original, _l: str = label, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return _f(*args, **kwargs)
+                finally:
+                    record(_l, time.perf_counter() - started)
+
+        setattr(owner, name, functools.wraps(original)(wrapper))
+        restore.append((owner, name, original))
+        wrapped.append(label)
+    try:
+        yield wrapped
+    finally:
+        for owner, name, original in reversed(restore):
+            setattr(owner, name, original)
+
+
+def asgi_timings(trained: Trained, calls: int) -> dict[int, dict[str, float]]:
+    """Median seconds of one ``POST /predict`` through our ASGI app called directly (no socket, no uvicorn),
+    and of the parts of it (``APP_PARTS``) and the rest, per batch size.
+
+    The app is built as ``mlops serve`` builds it (with its inference log, in the temporary home) and runs on
+    the event loop uvicorn uses; only the alias polling is off. One request at a time, so the micro-batcher
+    sees one request per batch.
     """
     import asyncio
 
@@ -649,19 +787,33 @@ def asgi_timings(trained: Trained, calls: int) -> dict[int, float]:
         await app(scope, receive, send)
         return status
 
-    async def measure() -> dict[int, float]:
+    timings: dict[str, list[float]] = {}
+
+    def record(label: str, seconds: float) -> None:
+        timings.setdefault(label, []).append(seconds)
+
+    async def measure() -> dict[int, dict[str, float]]:
         result = {}
-        for rows in BATCH_SIZES:
-            body = json.dumps({"records": trained.records[:rows]}).encode()
-            for _ in range(50):
-                if (status := await call(body)) != 200:
-                    raise RuntimeError(f"the in-process app answered {status} to {rows} rows")
-            times = []
-            for _ in range(calls):
-                started = time.perf_counter()
-                await call(body)
-                times.append(time.perf_counter() - started)
-            result[rows] = statistics.median(times)
+        with timed_parts(record) as wrapped:
+            for rows in BATCH_SIZES:
+                body = json.dumps({"records": trained.records[:rows]}).encode()
+                for _ in range(50):
+                    if (status := await call(body)) != 200:
+                        raise RuntimeError(f"the in-process app answered {status} to {rows} rows")
+                timings.clear()
+                for _ in range(calls):
+                    started = time.perf_counter()
+                    await call(body)
+                    record(WHOLE, time.perf_counter() - started)
+                medians = {label: statistics.median(values) for label, values in timings.items()}
+                # The rest, request by request (each part runs once per request here), then its median.
+                outer = [label for label in wrapped if not label.startswith("of which")]
+                if all(len(timings.get(label, [])) == calls for label in [*outer, WHOLE]):
+                    rest = [
+                        timings[WHOLE][i] - sum(timings[label][i] for label in outer) for i in range(calls)
+                    ]
+                    medians[REST] = statistics.median(rest)
+                result[rows] = medians
         await server.close()
         return result
 
@@ -720,6 +872,19 @@ def group_of(filename: str, function: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
+def short_thread(name: str) -> str:
+    """``mlops-predict-champion_0`` -> ``predict worker``: the thread names our server gives, made short."""
+    if name.startswith("mlops-predict-"):
+        return "predict worker"
+    if name.startswith("inference-log-"):
+        return "log writer"
+    if name.startswith("mlops-serving-poll-"):
+        return "alias poller"
+    if name == "MainThread":
+        return "event loop"
+    return name
+
+
 def name_of(key: tuple[str, int, str]) -> str:
     filename, line, function = key
     if filename == "~":
@@ -744,56 +909,77 @@ def read_profile(path: Path, label: str, batch: int, concurrency: int, requests:
         group = group_of(key[0], key[2])
         groups[group] = groups.get(group, 0.0) + own
         rows.append((key, own, cumulative, calls))
-    top_self = [(name_of(k), own, calls) for k, own, _c, calls in sorted(rows, key=lambda r: -r[1])[:15]]
+    top_self = [(name_of(k), own, calls) for k, own, _c, calls in sorted(rows, key=lambda r: -r[1])[:10]]
     ours = [r for r in rows if "/plugins/mlops/" in r[0][0].replace("\\", "/")]
-    top_ours = [(name_of(k), cum, calls) for k, _o, cum, calls in sorted(ours, key=lambda r: -r[2])[:12]]
+    top_ours = [(name_of(k), cum, calls) for k, _o, cum, calls in sorted(ours, key=lambda r: -r[2])[:10]]
     ordered = sorted(groups.items(), key=lambda item: -item[1])
     return Profile(label, batch, concurrency, requests, wall, busy, ordered, top_self, top_ours)
 
 
-def profile_server(
-    trained: Trained,
+def diagnose(
     env: dict[str, str],
     wrk: str,
     bodies: dict[int, Path],
     shapes: list[tuple[int, int]],
     duration: float,
+    warmup: float,
+    quiet: Quiet,
     work: Path,
-) -> list[Profile]:
-    """Run our server under cProfile (main thread: event loop, HTTP, parsing, small predicts) for each load shape."""
+) -> tuple[list[Cell], list[Profile]]:
+    """Our server again in each diagnostic variant, on the given load shapes (batch, concurrency)."""
     config_path = PIPELINES_DIR / f"{PIPELINE}.yaml"
-    prefix = work / "profile"
-    server = Server(
-        OURS,
-        [sys.executable, "-c", CHILD_PROFILED_SERVER, str(config_path), "{port}", str(prefix)],
-        "/ready",
-        "/predict",
-        "records",
-    )
-    start(server, env, work / "profiled-server.log")
-    profiles = []
-    try:
-        assert server.process is not None
-        for index, (batch, concurrency) in enumerate(shapes):
-            url = server.base + server.predict_path
-            run_wrk(wrk, url, bodies[batch], concurrency, 2)  # warm-up, not profiled
+    cells: list[Cell] = []
+    profiles: list[Profile] = []
+    for variant, title in VARIANTS.items():
+        prefix = work / f"diagnostic-{variant}"
+        server = Server(
+            f"{OURS}:{variant}",
+            [sys.executable, "-c", CHILD_DIAGNOSTIC_SERVER, str(config_path), "{port}", str(prefix), variant],
+            "/ready",
+            "/predict",
+            "records",
+        )
+        print(f"    our server, {title} ...", flush=True)
+        start(server, env, work / f"diagnostic-{variant}.log")
+        measured = [0]
+
+        def begin(server: Server = server) -> None:
+            assert server.process is not None
             os.kill(server.process.pid, signal.SIGUSR1)
-            time.sleep(0.2)
-            started = time.perf_counter()
-            result = run_wrk(wrk, url, bodies[batch], concurrency, duration)
-            wall = time.perf_counter() - started
+            time.sleep(0.1)
+
+        def end(
+            server: Server = server, prefix: Path = prefix, measured: list[int] = measured
+        ) -> dict[str, Any]:
+            assert server.process is not None
             os.kill(server.process.pid, signal.SIGUSR2)
-            path = Path(f"{prefix}.{index}.prof")
-            deadline = time.perf_counter() + 30
+            path = Path(f"{prefix}.{measured[0]}.json")
+            deadline = time.perf_counter() + 60
             while not path.exists() and time.perf_counter() < deadline:
                 time.sleep(0.1)
-            time.sleep(0.5)  # let the dump finish
-            label = f"batch {batch}, concurrency {concurrency}"
-            profiles.append(read_profile(path, label, batch, concurrency, int(result["requests"]), wall))
-            print(f"  profiled {label}: {int(result['requests'])} requests", flush=True)
-    finally:
-        stop(server)
-    return profiles
+            info = json.loads(path.read_text()) if path.exists() else {}
+            info["index"] = measured[0]
+            measured[0] += 1
+            return info
+
+        try:
+            found = measure_server(server, wrk, bodies, duration, warmup, quiet, shapes, (begin, end))
+        finally:
+            stop(server)
+        for cell in found:
+            if variant == "profile":
+                path = Path(f"{prefix}.{cell.extra['index']}.prof")
+                if path.exists():
+                    label = f"batch {cell.batch}, concurrency {cell.concurrency}"
+                    wall = cell.extra.get("wall", cell.seconds)
+                    profiles.append(
+                        read_profile(
+                            path, label, cell.batch, cell.concurrency, int(cell.result["requests"]), wall
+                        )
+                    )
+            else:
+                cells.append(cell)
+    return cells, profiles
 
 
 # --- the machine -----------------------------------------------------------------------------------------------
@@ -934,7 +1120,7 @@ def render(
     steps: dict[int, dict[str, float]],
     goals: list[Goal],
     profiles: list[Profile],
-    in_process: dict[int, float],
+    in_process: dict[int, dict[str, float]],
     quiet: Quiet,
     diagnostics: list[Cell],
 ) -> str:
@@ -955,7 +1141,8 @@ def render(
         "and its threads share the 2 cores, the same for both servers. The machine may be shared: before each "
         f"cell the script waits (up to {quiet.wait:.0f} s) until other processes use at most "
         f"{quiet.threshold:.2f} cores, and a cell during which they used more is run again (up to "
-        f"{quiet.retries} more times); the least disturbed attempt is kept and its CPU shares are shown.\n"
+        f"{quiet.retries} more times, {args.quiet_budget:.0f} s of waiting and retrying at most in all); the least "
+        "disturbed attempt is kept and its CPU shares are shown.\n"
     )
     add(
         "**How to reproduce:** `apt-get install -y wrk`, then `.venv/bin/python bench/serving_benchmark.py` "
@@ -1038,35 +1225,34 @@ def render(
 
     add("### Where our server's time goes\n")
     add(
-        "Each step our server takes for one request, timed alone in the benchmark's process (median of "
-        f"{floor.calls} calls) with the same functions on the same version; then the whole app called in-process "
-        "as an ASGI app (one request at a time, no socket: FastAPI/Starlette, the metrics middleware, the "
-        "handler, the micro-batcher, the inference log, as `mlops serve` builds it); then the p50 measured "
-        "over HTTP at concurrency 1. The differences say what each layer adds.\n"
+        "One request at a time through our app called in-process as an ASGI app (no socket, no uvicorn; built "
+        "as `mlops serve` builds it, inference log included, on uvloop as under uvicorn), median of "
+        f"{floor.calls} requests, with the functions of the request path timed in place (wrapped at run time "
+        "in the benchmark's process; *the rest* is computed request by request). The rows marked *alone* "
+        "were timed outside the app on the same data, for comparison. The last row is the p50 over HTTP from "
+        "the table above: uvicorn, sockets and wrk come on top of the app.\n"
     )
-    names = list(next(iter(steps.values())))
-    add("| Step (one request at a time) | " + " | ".join(f"batch {b}" for b in steps) + " |")
+    add("| Part of one request | " + " | ".join(f"batch {b}" for b in steps) + " |")
     add("| --- |" + " ---: |" * len(steps))
-    for name in names:
-        add(f"| {name} | " + " | ".join(us(steps[b][name]) for b in steps) + " |")
-    own = {b: sum(v for k, v in steps[b].items() if not k.startswith("`json.loads`")) for b in steps}
-    http_p50 = {b: at[(OURS, b, 1)].p50 for b in steps}
-    rows = [
-        ("(a) our steps: parse + frame + predict + answer", own),
-        ("(b) the whole app in-process (ASGI call)", in_process),
-        ("(b − a): FastAPI/Starlette, middleware, handler, batcher hand-off, inference log", None),
-        ("(c) p50 over HTTP, concurrency 1 (wrk)", http_p50),
-        ("(c − b): uvicorn, HTTP parsing, sockets, kernel, wrk", None),
-    ]
-    for title, values in rows:
-        if values is None and title.startswith("(b − a)"):
-            cells_text = [us(in_process[b] - own[b]) for b in steps]
-        elif values is None:
-            cells_text = [us(http_p50[b] - in_process[b]) for b in steps]
-        else:
-            cells_text = [us(values[b]) for b in steps]
-        add(f"| {title} | " + " | ".join(cells_text) + " |")
+
+    def row(title: str, values: dict[int, float | None]) -> None:
+        add(f"| {title} | " + " | ".join(us(v) if v is not None else "n/a" for v in values.values()) + " |")
+
+    row("`json.loads` of the body, alone", {b: steps[b]["`json.loads` of the body"] for b in steps})
+    for _module, _attribute, label in APP_PARTS:
+        row(label, {b: in_process[b].get(label) for b in steps})
+    row(
+        "`model.predict` alone (the server's scikit-learn settings)",
+        {b: steps[b]["`model.predict` (server's sklearn settings)"] for b in steps},
+    )
+    row(REST, {b: in_process[b].get(REST) for b in steps})
+    add(f"| **{WHOLE}** | " + " | ".join(f"**{us(in_process[b][WHOLE])}**" for b in steps) + " |")
+    row("p50 over HTTP at concurrency 1 (wrk → uvicorn → app)", {b: at[(OURS, b, 1)].p50 for b in steps})
     add("")
+    add(
+        "The parts are medians of their own, so they need not add up exactly. Timings of a few milliseconds "
+        "on this machine vary by ±20 % between runs.\n"
+    )
     if floor.other_cores > quiet.threshold:
         add(
             f"Other processes used {floor.other_cores:.2f} cores on average while these in-process timings and "
@@ -1074,27 +1260,50 @@ def render(
         )
 
     if diagnostics:
+        add("#### Diagnostics: our server in variants, on the load shapes whose goal was missed\n")
         add(
-            "Our server again, started the same way but with the inference log off "
-            "(`mlops.serving.app.run(config, log_inferences=False)`), on the load shapes whose goal was missed: "
-            "what the log costs.\n"
+            "Our server started again as `mlops serve` starts it (`mlops.serving.app.run`), with light "
+            "instrumentation (a `gc.callbacks` timer and per-thread CPU from `/proc/self/task`), in variants that "
+            "change one thing each: *as served*; *inference log off* (`run(..., log_inferences=False)`); "
+            "*`gc.freeze()` once ready* (every object alive after the model is loaded is moved out of the "
+            "collector's reach). CPU per request is per thread: the event loop (`MainThread`), the batcher's "
+            "worker (`mlops-predict-*`), the inference log's writer (`inference-log-*`); a server process has "
+            "the use of one core at a time for Python code (the GIL).\n"
         )
         add(
-            "| Batch | Concurrency | Requests/s: as served / without log | p50 | p99 | "
-            "Rows per `predict` call | Other processes (cores) |"
+            "| Variant | Batch | Concurrency | Requests/s | p50 | p99 | Rows per `predict` call | "
+            "Full (gen 2) collections: count, longest pause | CPU per request by thread | Other processes (cores) |"
         )
-        add("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for cell in diagnostics:
-            base = at[(OURS, cell.batch, cell.concurrency)]
-            per_call = " / ".join(
-                f"{c.rows_per_predict:.1f}" if c.rows_per_predict is not None else "—" for c in (base, cell)
+        add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |")
+        for cell in sorted(diagnostics, key=lambda c: (c.batch, -c.concurrency)):
+            variant = cell.server.split(":", 1)[1]
+            extra = cell.extra
+            gc_full = extra.get("gc", {}).get("2", [0, 0.0, 0.0])
+            requests = max(cell.result["requests"], 1)
+            threads = sorted(extra.get("threads", {}).items(), key=lambda item: -item[1])
+            per_thread = ", ".join(
+                f"{short_thread(name)} {us(seconds / requests)}"
+                for name, seconds in threads
+                if seconds > 0.005
             )
+            per_call = f"{cell.rows_per_predict:.1f}" if cell.rows_per_predict is not None else "—"
             add(
-                f"| {cell.batch} | {cell.concurrency} | {base.requests_per_second:,.0f} / "
-                f"{cell.requests_per_second:,.0f} | {ms(base.p50)} / {ms(cell.p50)} | {ms(base.p99)} / "
-                f"{ms(cell.p99)} | {per_call} | {base.cpu['other']:.2f} / {cell.cpu['other']:.2f} |"
+                f"| {VARIANTS[variant]} | {cell.batch} | {cell.concurrency} | {cell.requests_per_second:,.0f} | "
+                f"{ms(cell.p50)} | {ms(cell.p99)} | {per_call} | {int(gc_full[0])}, {ms(gc_full[2])} | "
+                f"{per_thread or '—'} | {cell.cpu['other']:.2f} |"
             )
-        add("")
+        served = [c for c in diagnostics if c.server.endswith(":served")]
+        if served:
+            objects = served[0].extra.get("objects")
+            frozen = next((c.extra.get("frozen") for c in diagnostics if c.extra.get("frozen")), None)
+            add("")
+            add(
+                f"Objects the collector tracks in a serving process: {objects:,}"
+                + (f"; `gc.freeze()` moved {frozen:,} of them out of its reach." if frozen else ".")
+                + " A full collection walks all the tracked ones while every request waits.\n"
+            )
+        else:
+            add("")
 
     if profiles:
         add(
@@ -1110,11 +1319,11 @@ def render(
         for profile in profiles:
             per_request = profile.busy / max(profile.requests, 1)
             add(
-                f"#### {profile.label}: {profile.requests:,} requests in {profile.wall:.1f} s under the "
+                f"#### cProfile, {profile.label}: {profile.requests:,} requests in {profile.wall:.1f} s under the "
                 f"profiler; {profile.busy:.2f} s busy on the main thread, {us(per_request)} a request\n"
             )
             add("| Owner (own time) | Share | Per request |\n| --- | ---: | ---: |")
-            for group, seconds in profile.groups[:14]:
+            for group, seconds in profile.groups[:10]:
                 add(f"| {group} | {seconds / profile.busy:.1%} | {us(seconds / max(profile.requests, 1))} |")
             add("")
             add("| Top functions by own time | Own time share | Calls per request |\n| --- | ---: | ---: |")
@@ -1129,12 +1338,17 @@ def render(
                 add(f"| `{name}` | {seconds / profile.busy:.1%} | {calls / max(profile.requests, 1):.2f} |")
             add("")
     add("### Interpretation\n")
-    add(interpret(cells, floor, goals, steps, quiet))
+    add(interpret(cells, floor, goals, steps, quiet, diagnostics))
     return "\n".join(out) + "\n"
 
 
 def interpret(
-    cells: list[Cell], floor: Floor, goals: list[Goal], steps: dict[int, dict[str, float]], quiet: Quiet
+    cells: list[Cell],
+    floor: Floor,
+    goals: list[Goal],
+    steps: dict[int, dict[str, float]],
+    quiet: Quiet,
+    diagnostics: list[Cell],
 ) -> str:
     at = {(c.server, c.batch, c.concurrency): c for c in cells}
     met = [g for g in goals if g.passed]
@@ -1163,6 +1377,28 @@ def interpret(
         f" At one row and concurrency 1, `predict` itself is {predict_share:.0%} of our p50; the rest is request "
         "handling."
     )
+    by_variant = {(c.server.split(":", 1)[1], c.batch, c.concurrency): c for c in diagnostics}
+    for batch, concurrency in sorted({(c.batch, c.concurrency) for c in diagnostics}):
+        served = by_variant.get(("served", batch, concurrency))
+        if served is None:
+            continue
+        parts = []
+        full = served.extra.get("gc", {}).get("2", [0, 0.0, 0.0])
+        if full[0]:
+            parts.append(f"{int(full[0])} full garbage collections paused it for up to {ms(full[2])} each")
+        if (no_log := by_variant.get(("no_log", batch, concurrency))) is not None:
+            parts.append(
+                f"without the inference log it served {no_log.requests_per_second:,.0f} requests/s instead of "
+                f"{served.requests_per_second:,.0f} (p50 {ms(no_log.p50)} vs {ms(served.p50)}, p99 "
+                f"{ms(no_log.p99)} vs {ms(served.p99)})"
+            )
+        if (frozen := by_variant.get(("freeze", batch, concurrency))) is not None:
+            parts.append(
+                f"with `gc.freeze()` once ready, {frozen.requests_per_second:,.0f} requests/s, p99 "
+                f"{ms(frozen.p99)}"
+            )
+        if parts:
+            text += f" Diagnostics at batch {batch}, concurrency {concurrency}: " + "; ".join(parts) + "."
     disturbed = [c for c in cells if c.cpu["other"] > quiet.threshold]
     if disturbed:
         listed = ", ".join(
@@ -1204,13 +1440,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--retries", type=int, default=2, help="extra attempts of a cell that shared the cores (default 2)"
     )
+    parser.add_argument(
+        "--quiet-budget",
+        type=float,
+        default=900.0,
+        help="seconds of waiting and retrying for a quiet machine in the whole run (default 900)",
+    )
     choice = parser.add_mutually_exclusive_group()
     choice.add_argument("--profile", action="store_true", help="profile our server even if every goal is met")
     choice.add_argument("--no-profile", action="store_true", help="never profile our server")
     args = parser.parse_args(argv)
     if args.duration < 1:
         parser.error("--duration must be at least 1 second")
-    quiet = Quiet(args.quiet_cores, max(0.0, args.quiet_wait), max(0, args.retries))
+    quiet = Quiet(args.quiet_cores, max(0.0, args.quiet_wait), max(0, args.retries), args.quiet_budget)
 
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -1253,12 +1495,12 @@ def main(argv: list[str] | None = None) -> int:
                 steps = request_steps(trained, args.floor_calls)
                 in_process = asgi_timings(trained, args.floor_calls)
             floor.other_cores = floor_cpu.cores["other"]
-            if floor.other_cores <= quiet.threshold:
+            if floor.other_cores <= quiet.threshold or quiet.budget <= 0:
                 break
             print(f"    other processes used {floor.other_cores:.2f} cores meanwhile; again", flush=True)
         print(
             f"    1 row {us(floor.one_row)}, 100 rows {us(floor.hundred_rows)}; our app in-process: "
-            + ", ".join(f"{rows} rows {us(seconds)}" for rows, seconds in in_process.items())
+            + ", ".join(f"{rows} rows {us(parts[WHOLE])}" for rows, parts in in_process.items())
             + f" (other processes: {floor.other_cores:.2f} cores)",
             flush=True,
         )
@@ -1321,27 +1563,9 @@ def main(argv: list[str] | None = None) -> int:
             shapes = [(1, 32), (100, 1), (1, 1)]
         if shapes and not args.no_profile:
             print(f"5/5 where our server's time goes, for {shapes} (batch, concurrency) ...", flush=True)
-            variant = Server(
-                NO_LOG,
-                [
-                    sys.executable,
-                    "-c",
-                    CHILD_SERVER_WITHOUT_LOG,
-                    str(PIPELINES_DIR / f"{PIPELINE}.yaml"),
-                    "{port}",
-                ],
-                "/ready",
-                "/predict",
-                "records",
+            diagnostics, profiles = diagnose(
+                env, wrk, bodies[OURS], shapes, args.duration, args.warmup, quiet, work
             )
-            start(variant, env, work / "ours-without-log.log")
-            try:
-                diagnostics = measure_server(
-                    variant, wrk, bodies[OURS], args.duration, args.warmup, quiet, shapes
-                )
-            finally:
-                stop(variant)
-            profiles = profile_server(trained, env, wrk, bodies[OURS], shapes, args.duration, work)
         else:
             print("5/5 no profile (every goal met, or --no-profile)", flush=True)
         loads = (load_start, load_average())

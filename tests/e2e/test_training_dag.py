@@ -53,7 +53,8 @@ def test_story_first_batch_new_batch_and_a_worse_model(
     assert run.data.metrics["roc_auc"] > 0.9
     artifacts = {a.path for a in registry.client().list_artifacts(v1.run_id, "data")}
     assert artifacts == {"data/snapshot.json", "data/holdout.parquet"}
-    assert "verdict.md" in registry.client().download_artifacts(v1.run_id, "gate/verdict.md")
+    report = Path(registry.client().download_artifacts(v1.run_id, "gate/verdict.md")).read_text()
+    assert report.startswith("# Gate verdict: PASSED") and "| roc_auc |" in report
     model_info = mlflow.models.get_model_info(f"models:/{PIPELINE}@champion")
     assert model_info.signature is not None and model_info.saved_input_example_info is not None
     promoted = [e for e in registry.audit_trail(PIPELINE, 1) if e["event"] == "promoted"]
@@ -80,8 +81,7 @@ def test_story_first_batch_new_batch_and_a_worse_model(
     assert "below the minimum" in v3.tags["gate.reasons"]
     assert registry.alias_version(PIPELINE, registry.CHALLENGER) == 3
     verdict = json.loads(
-        registry.client().download_artifacts(v3.run_id, "gate/verdict.json")
-        and Path(registry.client().download_artifacts(v3.run_id, "gate/verdict.json")).read_text()
+        Path(registry.client().download_artifacts(v3.run_id, "gate/verdict.json")).read_text()
     )
     assert verdict["status"] == "rejected" and verdict["champion_metrics"]["roc_auc"] > 0.9
 
