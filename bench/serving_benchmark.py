@@ -1266,9 +1266,10 @@ def render(
             "instrumentation (a `gc.callbacks` timer and per-thread CPU from `/proc/self/task`), in variants that "
             "change one thing each: *as served*; *inference log off* (`run(..., log_inferences=False)`); "
             "*`gc.freeze()` once ready* (every object alive after the model is loaded is moved out of the "
-            "collector's reach). CPU per request is per thread: the event loop (`MainThread`), the batcher's "
-            "worker (`mlops-predict-*`), the inference log's writer (`inference-log-*`); a server process has "
-            "the use of one core at a time for Python code (the GIL).\n"
+            "collector's reach). CPU per request is per thread: the *event loop* (`MainThread`: HTTP, parsing, "
+            "small batches' `predict`), the batcher's *predict worker* (`mlops-predict-*`: batches over 64 rows "
+            "or slow ones), the inference log's *log writer* (`inference-log-*`: Parquet); one process runs "
+            "Python code on one core at a time (the GIL).\n"
         )
         add(
             "| Variant | Batch | Concurrency | Requests/s | p50 | p99 | Rows per `predict` call | "
@@ -1377,6 +1378,22 @@ def interpret(
         f" At one row and concurrency 1, `predict` itself is {predict_share:.0%} of our p50; the rest is request "
         "handling."
     )
+    if 100 in steps:
+        floor_100 = (
+            steps[100]["`json.loads` of the body"] + steps[100]["`model.predict` (server's sklearn settings)"]
+        )
+        text += (
+            f" At 100 rows, decoding the JSON body and `predict` alone already take {ms(floor_100)} together "
+            f"(timed outside the server), so a p50 under {P50_GOAL_MS:.0f} ms at that size is out of reach "
+            "without a faster JSON decoder or a cheaper `predict`."
+        )
+    ours_cpu = [c.cpu["server"] for c in cells if c.server == OURS]
+    if ours_cpu:
+        text += (
+            f" Our server used {min(ours_cpu):.2f}–{max(ours_cpu):.2f} cores in its cells: one process runs its "
+            "Python code on one core at a time, so the machine's second core stayed nearly idle (wrk used "
+            f"{max(c.cpu['wrk'] for c in cells):.2f} at most); MLflow's server is one process too."
+        )
     by_variant = {(c.server.split(":", 1)[1], c.batch, c.concurrency): c for c in diagnostics}
     for batch, concurrency in sorted({(c.batch, c.concurrency) for c in diagnostics}):
         served = by_variant.get(("served", batch, concurrency))
