@@ -733,17 +733,10 @@ def asgi_timings(trained: Trained, calls: int) -> dict[int, dict[str, float]]:
     import asyncio
 
     from mlops.serving.app import create_app
-    from mlops.serving.inference_log import InferenceLog, inference_log_uri
+    from mlops.serving.inference_log import InferenceLog
 
     config = trained.config
-    settings = config.serving.inference_log
-    inference_log = InferenceLog(
-        config.name,
-        inference_log_uri(config.name, settings.uri),
-        flush_rows=settings.flush_rows,
-        flush_seconds=settings.flush_seconds,
-        max_buffered_rows=settings.max_buffered_rows,
-    )
+    inference_log = InferenceLog.from_config(config)
     app = create_app(config, inference_log=inference_log, start_polling=False)
     server = app.state.server
     server.holder.refresh()

@@ -66,7 +66,9 @@ def _s3_parts(uri: str) -> tuple[str, str]:
 
 def _s3_client() -> Any:
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
-    return _cached_s3_client(endpoint, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_DEFAULT_REGION"))
+    return _cached_s3_client(
+        endpoint, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_DEFAULT_REGION")
+    )
 
 
 @functools.lru_cache(maxsize=8)

@@ -698,16 +698,9 @@ def run(
 
     inference_log = None
     if log_inferences:
-        from mlops.serving.inference_log import InferenceLog, inference_log_uri
+        from mlops.serving.inference_log import InferenceLog
 
-        settings = config.serving.inference_log
-        inference_log = InferenceLog(
-            config.name,
-            inference_log_uri(config.name, settings.uri),
-            flush_rows=settings.flush_rows,
-            flush_seconds=settings.flush_seconds,
-            max_buffered_rows=settings.max_buffered_rows,
-        )
+        inference_log = InferenceLog.from_config(config)
     app = create_app(config, inference_log=inference_log)
     server = uvicorn.Server(
         uvicorn.Config(

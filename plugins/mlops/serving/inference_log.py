@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from mlops.config import PipelineConfig
+
 __all__ = [
     "InferenceLog",
     "InferenceLogClosed",
@@ -287,6 +289,18 @@ class InferenceLog:
             self._wake.set()
 
     # Writing -----------------------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> InferenceLog:
+        """The inference log a pipeline's ``serving.inference_log`` section describes."""
+        settings = config.serving.inference_log
+        return cls(
+            config.name,
+            inference_log_uri(config.name, settings.uri),
+            flush_rows=settings.flush_rows,
+            flush_seconds=settings.flush_seconds,
+            max_buffered_rows=settings.max_buffered_rows,
+        )
+
     def start(self) -> None:
         """Start the background flusher (once; later calls do nothing)."""
         with self._lock:
