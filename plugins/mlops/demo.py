@@ -243,49 +243,6 @@ def run_demo(home: Path, pipelines: list[str] | None = None, keep: bool = False)
     return 0
 
 
-class LiveTraffic:
-    """Steady requests to the model server from a background thread, counting answers per model version."""
-
-    def __init__(self, url: str, records: list[dict[str, Any]]) -> None:
-        import threading
-
-        self.url, self.records = url, records
-        self.versions: dict[int, int] = {}
-        self.failures: list[str] = []
-        self.latencies: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        import httpx
-
-        with httpx.Client(timeout=10.0) as client:
-            index = 0
-            while not self._stop.is_set():
-                record = self.records[index % len(self.records)]
-                index += 1
-                began = time.perf_counter()
-                try:
-                    response = client.post(f"{self.url}/predict", json={"records": [record]})
-                    if response.status_code != 200:
-                        self.failures.append(f"{response.status_code}: {response.text[:200]}")
-                    else:
-                        version = int(response.json()["model_version"])
-                        self.versions[version] = self.versions.get(version, 0) + 1
-                        self.latencies.append(time.perf_counter() - began)
-                except Exception as exc:
-                    self.failures.append(f"{type(exc).__name__}: {exc}")
-                time.sleep(0.02)
-
-    def __enter__(self) -> LiveTraffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-
 def _serving_story(bag: Any, config: PipelineConfig, home: Path, log_path: Path, say: Any) -> bool:
     """Start the model server; it answers, follows a new champion without a restart, keeps serving while a
     broken challenger is caught, and follows a rollback."""
@@ -297,6 +254,7 @@ def _serving_story(bag: Any, config: PipelineConfig, home: Path, log_path: Path,
 
     from mlops import registry
     from mlops.deploy import rollback
+    from mlops.serving.client import LiveTraffic, wait_for_version, wait_until_ready
 
     port = config.serving.port
     with socket.socket() as probe:
@@ -319,15 +277,7 @@ def _serving_story(bag: Any, config: PipelineConfig, home: Path, log_path: Path,
         )
     ok = True
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
+        if not wait_until_ready(url):
             say("   the server did not become ready within 90 s (see the log)")
             return False
         served = httpx.get(f"{url}/model", timeout=5).json()["version"]
@@ -345,7 +295,7 @@ def _serving_story(bag: Any, config: PipelineConfig, home: Path, log_path: Path,
                     }
                 )
             new = registry.alias_version(config.name, registry.CHAMPION)
-            followed = _wait_for_version(url, new)
+            followed = wait_for_version(url, new)
             ok &= _outcome(dag_run)[0] == "promoted" and followed
             say(
                 f"   2/4 a new recipe (C=1.0) passed the gate and its smoke test: champion v{new}; the server "
@@ -372,7 +322,7 @@ def _serving_story(bag: Any, config: PipelineConfig, home: Path, log_path: Path,
             )
             with _quiet(log_path):
                 entry = rollback(config, actor="demo", reason="demo: roll back to the previous champion")
-            followed = _wait_for_version(url, entry["to_version"])
+            followed = wait_for_version(url, entry["to_version"])
             ok &= followed
             say(
                 f"   4/4 `mlops rollback {config.name}`: champion v{entry['from_version']} -> v{entry['to_version']}; "
@@ -403,17 +353,3 @@ def _serving_story(bag: Any, config: PipelineConfig, home: Path, log_path: Path,
     logged = read_inference_log(inference_log_uri(config.name, config.serving.inference_log.uri), config.name)
     say(f"   the server stopped (SIGTERM) and its inference log holds {len(logged)} predictions")
     return ok and len(logged) > 0
-
-
-def _wait_for_version(url: str, version: int | None, timeout: float = 60.0) -> bool:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/model", timeout=5).json().get("version") == version:
-                return True
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.5)
-    return False

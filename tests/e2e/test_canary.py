@@ -18,6 +18,8 @@ import yaml
 from dagtools import champion, parse_dags, task_states
 from receivers import free_port
 
+from mlops.serving.client import wait_until_ready
+
 pytestmark = pytest.mark.e2e
 PIPELINE = "breast_cancer"
 REPO = Path(__file__).resolve().parents[2]
@@ -64,15 +66,8 @@ def server(canary_pipeline: dict[str, Any], mlops_home: Path) -> Iterator[str]:
             )
         )
         url = canary_pipeline["url"]
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    return url
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"server not ready: {(mlops_home / 'server.log').read_text()[-3000:]}")
+        assert wait_until_ready(url), f"server not ready: {(mlops_home / 'server.log').read_text()[-3000:]}"
+        return url
 
     yield start  # type: ignore[misc]
     for process in processes:
@@ -86,7 +81,7 @@ def test_canary_promotes_a_good_challenger_and_rolls_back_a_slow_one(
     import pandas as pd
 
     from mlops import registry
-    from mlops.demo import LiveTraffic
+    from mlops.serving.client import LiveTraffic
 
     dag = parse_dags().get_dag(f"{PIPELINE}_training")
     run = {"model": None, "reason": ""}

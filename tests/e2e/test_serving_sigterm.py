@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,8 @@ import httpx
 import pytest
 from dagtools import parse_dags
 from receivers import free_port
+
+from mlops.serving.client import wait_until_ready
 
 pytestmark = pytest.mark.e2e
 PIPELINE = "breast_cancer"
@@ -71,13 +72,7 @@ def test_sigterm_under_load_loses_no_answered_request(
         env=os.environ.copy(),
     )
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        assert wait_until_ready(url), (mlops_home / "server.log").read_text()[-3000:]
         records = pd.read_csv(bc_batches["second"]).drop(columns=["diagnosis"]).head(50).to_dict("records")
         answered: list[str] = []
 
