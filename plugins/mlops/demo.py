@@ -140,8 +140,11 @@ def _outcome(dag_run: Any) -> tuple[str, str]:
 
 def _verdict(tags: dict[str, str]) -> str:
     """A version's fate in a word: the gate's verdict, or why a version that passed it was not deployed."""
-    if tags.get("gate.verdict") == "passed" and tags.get("deploy.status") in ("rejected", "rolled_back"):
-        return "not-deployed" if tags.get("smoke.passed") != "false" else "smoke-failed"
+    status = tags.get("deploy.status")
+    if "deploy.promoted_at" in tags:  # it served: it may have been rolled back since
+        return "rolled-back" if status == "rolled_back" else "passed"
+    if tags.get("gate.verdict") == "passed" and status in ("rejected", "rolled_back"):
+        return "smoke-failed" if tags.get("smoke.passed") == "false" else "canary-failed"
     return tags.get("gate.verdict", "-")
 
 
