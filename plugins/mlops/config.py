@@ -35,7 +35,21 @@ REGRESSION_METRICS: tuple[str, ...] = RegressionMetric.__args__  # type: ignore[
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mape"})
 #: Metrics computed from predicted probabilities (the estimator needs ``predict_proba``).
 PROBABILITY_METRICS = frozenset({"roc_auc", "average_precision", "log_loss"})
-AlertEvent = Literal["failure", "rejected", "promoted"]
+AlertEvent = Literal["failure", "rejected", "promoted", "drift"]
+
+
+def check_schedule(value: str | None) -> str | None:
+    """``value`` if it is null, a preset or a five-field cron expression; else a readable ValueError."""
+    if value is None or value in CRON_PRESETS:
+        return value
+    from croniter import croniter
+
+    if len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ValueError(
+            f"'{value}' is not a schedule: use null, a preset ({', '.join(sorted(CRON_PRESETS))}) "
+            "or a five-field cron expression like '0 3 * * *'"
+        )
+    return value
 
 
 class _Strict(BaseModel):
@@ -220,6 +234,109 @@ class Serving(_Strict):
     inference_log: InferenceLogSettings = InferenceLogSettings()
 
 
+DriftMethod = Literal[
+    "wasserstein",
+    "jensenshannon",
+    "psi",
+    "kl_div",
+    "hellinger",
+    "ks",
+    "chisquare",
+    "z",
+    "anderson",
+    "ed",
+    "t_test",
+    "mannw",
+]
+#: Methods whose score is a p-value: drift when the score is BELOW the threshold. Every other method is a
+#: distance (an effect size): drift when the score is AT OR ABOVE the threshold.
+P_VALUE_METHODS = frozenset({"ks", "chisquare", "z", "anderson", "t_test", "mannw"})
+#: Evidently's stat tests that accept numeric columns only.
+NUMERIC_ONLY_DRIFT_METHODS = frozenset({"wasserstein", "ks", "anderson", "ed", "t_test", "mannw"})
+#: Evidently's stat tests that accept categorical columns only.
+CATEGORICAL_ONLY_DRIFT_METHODS = frozenset({"chisquare", "z"})
+
+
+class DriftTest(_Strict):
+    """How one column's drift is measured (an Evidently stat test) and where it counts as drift."""
+
+    method: DriftMethod
+    threshold: float = Field(
+        gt=0.0, description="Distance at or above which, or p-value below which, a column drifts."
+    )
+
+
+class Drift(_Strict):
+    """Per-feature drift tests. The defaults are effect sizes, so large windows do not fire on negligible shifts."""
+
+    numeric: DriftTest = DriftTest(method="wasserstein", threshold=0.1)
+    categorical: DriftTest = DriftTest(method="jensenshannon", threshold=0.1)
+    features: dict[str, DriftTest] = Field(default={}, description="Per-feature overrides, by feature name.")
+    prediction: DriftTest | None = Field(
+        default=None, description="Prediction drift test; default: the numeric or categorical test by task."
+    )
+    share: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="A window drifts when at least this share of features drifts.",
+    )
+
+
+class Performance(_Strict):
+    """Live quality from feedback labels, against the champion's holdout metrics."""
+
+    max_drop: float = Field(
+        default=0.05, ge=0.0, description="Largest worsening of the primary metric, in metric units."
+    )
+    min_labels: int = Field(default=100, ge=1, description="Labelled rows needed to score a window.")
+
+
+class RetrainPolicy(_Strict):
+    """When a drifted window becomes a retraining, and on which data."""
+
+    enabled: bool = True
+    consecutive_windows: int = Field(
+        default=2, ge=1, description="Drifted windows in a row before retraining."
+    )
+    cooldown_hours: float = Field(default=24.0, ge=0.0, description="No new retraining this soon after one.")
+    min_new_labels: int = Field(
+        default=200, ge=0, description="Labelled live rows since the last training needed to retrain."
+    )
+    max_per_day: int = Field(default=2, ge=1, description="Retrainings per UTC day at most.")
+    data: Literal["recent", "sliding", "all"] = Field(
+        default="recent",
+        description="'recent': labelled rows of the drifted windows; 'sliding': labelled rows of the last "
+        "sliding_days; 'all': every accepted batch plus those rows.",
+    )
+    sliding_days: float = Field(default=7.0, gt=0.0)
+
+
+class Monitoring(_Strict):
+    """The ``<name>_monitoring`` DAG: drift, data quality and live performance per window of the inference log."""
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        return check_schedule(value)
+
+    enabled: bool = True
+    schedule: str | None = Field(
+        default=None,
+        description="When to monitor (the window is the run's data interval); null: by hand only.",
+    )
+    min_rows: int = Field(default=50, ge=1, description="Fewer rows in the window: status 'no_data'.")
+    reference_rows: int = Field(
+        default=100_000, ge=100, description="Training rows kept as the reference profile (a seeded sample)."
+    )
+    report_rows: int = Field(
+        default=20_000, ge=100, description="Rows per side that the HTML report draws (a seeded sample)."
+    )
+    drift: Drift = Drift()
+    performance: Performance = Performance()
+    retrain: RetrainPolicy = RetrainPolicy()
+
+
 class AirflowSettings(_Strict):
     owner: str = "mlops"
     retries: int = Field(default=2, ge=0, le=10)
@@ -261,6 +378,7 @@ class PipelineConfig(_Strict):
     schedule: str | None = None
     deploy: Deploy = Deploy()
     serving: Serving = Serving()
+    monitoring: Monitoring = Monitoring()
     alerts: list[AlertRoute] = []
     airflow: AirflowSettings = AirflowSettings()
     tags: list[str] = []
@@ -268,16 +386,7 @@ class PipelineConfig(_Strict):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str | None) -> str | None:
-        if value is None or value in CRON_PRESETS:
-            return value
-        from croniter import croniter
-
-        if len(value.split()) != 5 or not croniter.is_valid(value):
-            raise ValueError(
-                f"'{value}' is not a schedule: use null, a preset ({', '.join(sorted(CRON_PRESETS))}) "
-                "or a five-field cron expression like '0 3 * * *'"
-            )
-        return value
+        return check_schedule(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
@@ -304,6 +413,29 @@ class PipelineConfig(_Strict):
             problems.append(
                 f"field 'expectations.columns.{self.target}.max_null_fraction': the target may not be null "
                 "(rows without a label cannot be trained on)"
+            )
+        for feature, test in self.monitoring.drift.features.items():
+            if feature not in types:
+                problems.append(
+                    f"field 'monitoring.drift.features.{feature}': not a declared feature; declared: {names}"
+                )
+            elif test.method in (
+                NUMERIC_ONLY_DRIFT_METHODS
+                if types[feature] == "categorical"
+                else CATEGORICAL_ONLY_DRIFT_METHODS
+            ):
+                problems.append(
+                    f"field 'monitoring.drift.features.{feature}.method': '{test.method}' does not apply to "
+                    f"the {types[feature]} feature '{feature}'"
+                )
+        drift = self.monitoring.drift
+        if drift.categorical.method in NUMERIC_ONLY_DRIFT_METHODS:
+            problems.append(
+                f"field 'monitoring.drift.categorical.method': '{drift.categorical.method}' needs numeric values"
+            )
+        if drift.numeric.method in CATEGORICAL_ONLY_DRIFT_METHODS:
+            problems.append(
+                f"field 'monitoring.drift.numeric.method': '{drift.numeric.method}' needs categorical values"
             )
         long_tags = [t for t in self.tags if len(t) > 100]
         if long_tags:
@@ -338,6 +470,10 @@ class PipelineConfig(_Strict):
     @property
     def training_dag_id(self) -> str:
         return f"{self.name}_training"
+
+    @property
+    def monitoring_dag_id(self) -> str:
+        return f"{self.name}_monitoring"
 
     @property
     def server_url(self) -> str:
