@@ -8,6 +8,12 @@
     mlops serve PIPELINE [--host H] [--port P]   the model server of a pipeline's champion
     mlops rollback PIPELINE [--to-version N] --reason TEXT
     mlops history PIPELINE [--json]              gate verdicts, promotions and rollbacks, oldest first
+    mlops audit PIPELINE [--format table|csv|json] [--output FILE]
+                                                 every version: verdict, approvals, promotions, rollbacks
+    mlops card PIPELINE [VERSION] [--html] [--output FILE]
+                                                 a version's model card (default: the champion)
+    mlops reproduce PIPELINE VERSION [--tolerance T] [--json]
+                                                 rebuild a version from its lineage and compare
     mlops data generate PIPELINE --out DIR ...  write dated batches (drift, corruption on request; --help)
 
 Airflow reads its settings when first imported, so nothing here imports it before the environment is set.
@@ -140,26 +146,70 @@ def _rollback(args: argparse.Namespace) -> int:
     except MlopsError as exc:
         print(f"rollback refused: {exc}")
         return 1
+    from mlops.cards import refresh_cards
+
+    refresh_cards(config.name, [entry["to_version"], entry.get("from_version")])
     print(f"{config.name}: champion v{entry['from_version']} -> v{entry['to_version']} ({args.reason})")
     return 0
 
 
 def _history(args: argparse.Namespace) -> int:
     from mlops.deploy import history
+    from mlops.governance import SEMVER_TAG, versions
 
-    entries = history(_pipeline(args.pipeline).name)
+    name = _pipeline(args.pipeline).name
+    entries = history(name)
+    semvers = {int(v.version): v.tags.get(SEMVER_TAG) or "-" for v in versions(name)}
+    for entry in entries:
+        entry["semver"] = semvers.get(entry["version"], "-")
     if args.json:
         print(json.dumps(entries, indent=2, default=str))
         return 0
-    print(f"{'when (UTC)':<24} {'version':>7}  {'event':<16} {'by':<28} details")
+    print(f"{'when (UTC)':<24} {'version':>7} {'semver':<8}  {'event':<16} {'by':<28} details")
     for entry in entries:
         moved = ""
         if entry.get("to_version") is not None:
             moved = f"v{entry.get('from_version') or '-'} -> v{entry['to_version']}  "
         why = entry.get("reason") or "; ".join(entry.get("reasons") or [])
         print(
-            f"{entry['at'][:23]:<24} {'v' + str(entry['version']):>7}  {entry['event']:<16} {str(entry.get('by'))[:28]:<28} {moved}{why}"
+            f"{entry['at'][:23]:<24} {'v' + str(entry['version']):>7} {entry['semver']:<8}  {entry['event']:<16} {str(entry.get('by'))[:28]:<28} {moved}{why}"
         )
+    return 0
+
+
+def _write_or_print(text: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(text if text.endswith("\n") else text + "\n")
+        print(f"wrote {output}")
+    else:
+        print(text.rstrip("\n"))
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from mlops.governance import audit_report, render_audit
+
+    records = audit_report(_pipeline(args.pipeline).name)
+    _write_or_print(render_audit(records, args.format), args.output)
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from mlops import registry
+    from mlops.cards import build_card
+
+    name = _pipeline(args.pipeline).name
+    version = args.version or registry.alias_version(name, registry.CHAMPION)
+    if version is None:
+        version = registry.alias_version(name, registry.CHALLENGER)
+    if version is None:
+        print(f"{name}: no champion and no challenger; give a version")
+        return 1
+    try:
+        card = build_card(name, int(version))
+    except Exception as exc:  # MLflow says "version not found" in its own words
+        print(f"{name} v{version}: no model card ({type(exc).__name__}: {exc})")
+        return 1
+    _write_or_print(card.to_html() if args.html else card.to_markdown(), args.output)
     return 0
 
 
@@ -205,6 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("pipeline")
     hist.add_argument("--json", action="store_true", help="machine-readable output")
     hist.set_defaults(func=_history)
+
+    audit = commands.add_parser(
+        "audit", help="every version with its verdict, approvals, promotions and rollbacks (who, when)"
+    )
+    audit.add_argument("pipeline")
+    audit.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    audit.add_argument("--output", help="write to this file instead of the terminal")
+    audit.set_defaults(func=_audit)
+
+    card = commands.add_parser("card", help="a model version's card (Markdown, or HTML with --html)")
+    card.add_argument("pipeline")
+    card.add_argument("version", nargs="?", type=int, help="default: the champion (else the challenger)")
+    card.add_argument("--html", action="store_true", help="self-contained HTML instead of Markdown")
+    card.add_argument("--output", help="write to this file instead of the terminal")
+    card.set_defaults(func=_card)
 
     env = commands.add_parser("env", help="print shell exports for the airflow and mlflow CLIs")
     env.add_argument("--home", help="state folder (default: MLOPS_HOME or .mlops in the checkout)")

@@ -154,6 +154,51 @@ class MetricRule(_Strict):
     )
 
 
+class SliceRule(_Strict):
+    """A slice gate: a metric per value of a categorical feature, or per bin of a numeric one."""
+
+    feature: str = Field(min_length=1, description="A declared feature.")
+    values: list[str | int | float | bool] | None = Field(
+        default=None, description="Categorical feature: the values to gate on (default: every value seen)."
+    )
+    bins: list[float] | None = Field(
+        default=None,
+        description="Numeric feature: bin edges, ascending; slices are [e0, e1), ..., [e(n-1), en].",
+    )
+    metric: str | None = Field(default=None, description="Default: the gate's primary metric.")
+    threshold: float | None = Field(
+        default=None, description="Worst acceptable value on every slice (a minimum, or a maximum)."
+    )
+    max_regression: float | None = Field(
+        default=None, ge=0.0, description="Largest allowed worsening against the champion on the same slice."
+    )
+    min_rows: int = Field(
+        default=20, ge=1, description="Slices with fewer holdout rows are reported but not gated."
+    )
+
+    @model_validator(mode="after")
+    def _values_or_bins(self) -> SliceRule:
+        if self.values is not None and self.bins is not None:
+            raise ValueError("give 'values' (categorical feature) or 'bins' (numeric feature), not both")
+        if self.values is not None and not self.values:
+            raise ValueError("values must list at least one value")
+        if self.bins is not None and (
+            len(self.bins) < 2 or any(b >= a for a, b in zip(self.bins[1:], self.bins, strict=False))
+        ):
+            raise ValueError(f"bins must be at least two strictly ascending edges (got {self.bins})")
+        return self
+
+
+class Fairness(_Strict):
+    """The largest allowed gap of a metric between the slices of a feature."""
+
+    metric: str | None = Field(default=None, description="Default: the gate's primary metric.")
+    max_gap: float = Field(ge=0.0, description="Largest allowed difference between the best and worst slice.")
+    features: list[str] | None = Field(
+        default=None, description="Slice features it applies to (default: every feature in gate.slices)."
+    )
+
+
 class Gate(_Strict):
     primary_metric: str
     threshold: float = Field(
@@ -162,6 +207,8 @@ class Gate(_Strict):
     )
     max_regression: float = Field(default=0.0, ge=0.0)
     secondary: list[MetricRule] = []
+    slices: list[SliceRule] = []
+    fairness: Fairness | None = None
 
 
 class AlertRoute(_Strict):
@@ -204,8 +251,21 @@ class Canary(_Strict):
     )
 
 
+class Approval(_Strict):
+    """A person approves (or rejects) a challenger that passed the gate before it is deployed."""
+
+    required: bool = False
+    timeout_minutes: float = Field(
+        default=1440.0, gt=0, description="No answer by then counts as a rejection."
+    )
+    assigned_users: list[str] = Field(
+        default=[], description="Airflow user names who may answer (default: anyone allowed on the DAG)."
+    )
+
+
 class Deploy(_Strict):
     strategy: Literal["direct", "canary", "shadow"] = "direct"
+    approval: Approval = Approval()
     smoke_test: SmokeTest = SmokeTest()
     canary: Canary = Canary()
     server_url: str | None = Field(
@@ -450,6 +510,7 @@ class PipelineConfig(_Strict):
                 problems.append(
                     f"field '{where}': '{metric}' is not a {self.task} metric; allowed: {', '.join(allowed_metrics)}"
                 )
+        problems += _slice_problems(self.gate, types, allowed_metrics, self.task)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -484,6 +545,32 @@ class PipelineConfig(_Strict):
     def config_hash(self) -> str:
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _slice_problems(gate: Gate, types: dict[str, str], allowed: tuple[str, ...], task: str) -> list[str]:
+    """Slice and fairness rules name declared features, suit their type and use metrics of the task."""
+    problems: list[str] = []
+    for i, rule in enumerate(gate.slices):
+        where = f"gate.slices.{i}"
+        kind = types.get(rule.feature)
+        if kind is None:
+            problems.append(f"field '{where}.feature': '{rule.feature}' is not a declared feature")
+        elif kind == "numeric" and rule.bins is None:
+            problems.append(f"field '{where}.bins': numeric feature '{rule.feature}' needs bin edges")
+        elif kind == "categorical" and rule.bins is not None:
+            problems.append(f"field '{where}.bins': '{rule.feature}' is categorical; list its 'values'")
+        if rule.metric is not None and rule.metric not in allowed:
+            problems.append(f"field '{where}.metric': '{rule.metric}' is not a {task} metric")
+    if gate.fairness is not None:
+        sliced = {rule.feature for rule in gate.slices}
+        if not sliced:
+            problems.append("field 'gate.fairness': needs at least one slice in gate.slices")
+        for feature in gate.fairness.features or []:
+            if feature not in sliced:
+                problems.append(f"field 'gate.fairness.features': '{feature}' is not in gate.slices")
+        if gate.fairness.metric is not None and gate.fairness.metric not in allowed:
+            problems.append(f"field 'gate.fairness.metric': '{gate.fairness.metric}' is not a {task} metric")
+    return problems
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -39,6 +39,9 @@ class Verdict:
     champion_metrics: dict[str, float] | None
     checks: list[Check] = field(default_factory=list)
     evaluated_at: str = ""
+    #: Per-slice metrics (``mlops.slices.SliceMetrics`` as dicts) of the challenger and the champion.
+    slices: list[dict[str, Any]] = field(default_factory=list)
+    champion_slices: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -91,6 +94,20 @@ class Verdict:
             champion = (self.champion_metrics or {}).get(metric)
             shown = f"{champion:.4f}" if champion is not None else "-"
             lines.append(f"| {metric} | {self.challenger_metrics[metric]:.4f} | {shown} |")
+        if self.slices:
+            champion_by_label = {s["label"]: s for s in self.champion_slices}
+            lines += [
+                "",
+                "## Slices",
+                "",
+                "| slice | rows | metric | challenger | champion |",
+                "| --- | --- | --- | --- | --- |",
+            ]
+            for part in self.slices:
+                for metric, value in sorted(part["metrics"].items()):
+                    other = champion_by_label.get(part["label"], {}).get("metrics", {}).get(metric)
+                    shown = f"{other:.4f}" if other is not None else "-"
+                    lines.append(f"| {part['label']} | {part['rows']} | {metric} | {value:.4f} | {shown} |")
         return "\n".join(lines) + "\n"
 
 
@@ -155,6 +172,7 @@ def run_gate(config: PipelineConfig, challenger_version: int) -> Verdict:
 
     champion_version = registry.alias_version(name, registry.CHAMPION)
     champion_metrics = None
+    champion_model = None
     notes: list[Check] = []
     if champion_version is not None and champion_version != challenger_version:
         try:
@@ -175,6 +193,15 @@ def run_gate(config: PipelineConfig, challenger_version: int) -> Verdict:
         champion_version = None
 
     passed, checks = evaluate_gate(config.gate, challenger_metrics, champion_metrics)
+    challenger_slices, champion_slices = [], []
+    if config.gate.slices:
+        from mlops import slices
+
+        challenger_slices = slices.slice_metrics(config, challenger_model, holdout)
+        if champion_metrics is not None:
+            champion_slices = slices.slice_metrics(config, champion_model, holdout)
+        checks += slices.evaluate_slices(config.gate, challenger_slices, champion_slices or None)
+        passed = all(c.passed for c in checks)
     verdict = Verdict(
         pipeline=name,
         passed=passed,
@@ -185,8 +212,13 @@ def run_gate(config: PipelineConfig, challenger_version: int) -> Verdict:
         champion_metrics=champion_metrics,
         checks=checks + notes,
         evaluated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        slices=[s.to_dict() for s in challenger_slices],
+        champion_slices=[s.to_dict() for s in champion_slices],
     )
     registry.set_version_tags(name, challenger_version, verdict.to_tags())
+    from mlops import governance
+
+    governance.record_compared_against(name, challenger_version, champion_version)
     registry.record_audit(
         name,
         challenger_version,

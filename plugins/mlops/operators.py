@@ -135,6 +135,9 @@ class EvaluateGateOperator(BaseBranchOperator):
         registered = context["ti"].xcom_pull(task_ids=REGISTER)
         verdict = run_gate(self.config, registered["version"])
         context["ti"].xcom_push(key="verdict", value=verdict.to_dict())
+        from mlops.cards import refresh_cards
+
+        refresh_cards(self.config.name, [verdict.challenger_version])  # rejected versions get a card too
         self.log.info("Gate %s: %s", verdict.status.upper(), "; ".join(verdict.reasons))
         return DEPLOY if verdict.passed else REJECTED
 
@@ -162,6 +165,9 @@ class DeployModelOperator(_PipelineOperator):
         except (DeploymentRejected, PromotionConflict) as exc:
             # The champion serves on; retrying would not change the verdict.
             raise AirflowFailException(str(exc)) from exc
+        from mlops.cards import refresh_cards
+
+        refresh_cards(self.config.name, [version, entry.get("from_version")])
         send_event(
             self.config.name,
             self.config.alerts,
@@ -194,6 +200,9 @@ class RollbackOperator(_PipelineOperator):
             )
         except RegistryError as exc:  # nothing to roll back to: retrying will not change that
             raise AirflowFailException(str(exc)) from exc
+        from mlops.cards import refresh_cards
+
+        refresh_cards(self.config.name, [entry["to_version"], entry.get("from_version")])
         send_event(
             self.config.name,
             self.config.alerts,

@@ -56,6 +56,12 @@ def register_version(
     number = int(version.version)
     mlflow_client.set_registered_model_alias(name, CHALLENGER, number)
     log.info("Registered %s as %s version %d (alias %s)", model_uri, name, number, CHALLENGER)
+    from mlops import governance  # governance reads the registry: imported here, not at the top
+
+    try:
+        governance.assign_semver(name, number)
+    except Exception:  # the version exists; a missing semver must not make a retry register another one
+        log.exception("%s v%d: no semantic version assigned (mlops audit shows '-')", name, number)
     return number
 
 

@@ -66,6 +66,42 @@ def effective_config(config: PipelineConfig, model_override: dict[str, Any] | No
     return config.model_copy(update={"model": spec})
 
 
+def seed_estimator(config: PipelineConfig) -> PipelineConfig:
+    """The config with ``random_state`` set to the split seed when the estimator takes one and the recipe left
+    it out, so that a rebuild gives the same model. An explicit ``random_state: null`` is kept (and recorded
+    as unseeded in the lineage)."""
+    import importlib
+
+    if "random_state" in config.model.params:
+        return config
+    module_name, _, class_name = config.model.estimator.rpartition(".")
+    try:
+        estimator_cls = getattr(importlib.import_module(module_name), class_name)
+        takes_seed = "random_state" in estimator_cls().get_params()
+    except Exception:  # check_config_deep reports an unusable estimator with a better message
+        return config
+    if not takes_seed:
+        return config
+    spec = config.model.model_copy(
+        update={"params": {**config.model.params, "random_state": config.split.seed}}
+    )
+    return config.model_copy(update={"model": spec})
+
+
+def estimator_seed(config: PipelineConfig) -> str:
+    """The estimator's ``random_state`` as recorded in the lineage: a number, ``none`` (unseeded) or ``n/a``."""
+    if "random_state" not in config.model.params:
+        return "n/a"
+    value = config.model.params["random_state"]
+    return "none" if value is None else str(value)
+
+
+def features_fingerprint(config: PipelineConfig) -> str:
+    """A short hash of the feature set: names and types, order-free."""
+    described = sorted(f"{f.name}:{f.type}" for f in config.features)
+    return hashlib.sha256(",".join(described).encode()).hexdigest()[:16]
+
+
 def build_pipeline(config: PipelineConfig) -> Pipeline:
     """Preprocessing from the feature types, then the configured estimator, as one sklearn Pipeline."""
     import importlib
@@ -272,7 +308,7 @@ def train_model(
     import yaml
     from mlflow.models import infer_signature
 
-    config = effective_config(config, model_override)
+    config = seed_estimator(effective_config(config, model_override))
     model = build_pipeline(config)
     batches = snapshot_for(config, batch)
     train, holdout = split_snapshot(config, batches)
@@ -293,7 +329,10 @@ def train_model(
         "mlops.code_version": commit,
         "mlops.code_dirty": str(dirty).lower(),
         "mlops.seed": str(config.split.seed),
+        "mlops.estimator_seed": estimator_seed(config),
         "mlops.estimator": config.model.estimator,
+        "mlops.features_hash": features_fingerprint(config),
+        "mlops.target": config.target,
         "mlops.training_window": config.training.window,
         "mlops.n_batches": str(len(batches)),
         **(lineage or {}),
