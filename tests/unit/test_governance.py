@@ -20,7 +20,10 @@ from mlops.governance import Fingerprint, next_semver, parse_semver
 pytestmark = pytest.mark.unit
 PIPELINE = "breast_cancer"
 LENIENT = Gate(
-    primary_metric="roc_auc", threshold=0.5, max_regression=0.5, secondary=[MetricRule(metric="recall", threshold=0.0)]
+    primary_metric="roc_auc",
+    threshold=0.5,
+    max_regression=0.5,
+    secondary=[MetricRule(metric="recall", threshold=0.0)],
 )
 DUMMY = {"estimator": "sklearn.dummy.DummyClassifier", "params": {"strategy": "prior"}}
 
@@ -101,10 +104,16 @@ def test_each_version_gets_its_semantic_version_tag_and_description(history: His
     expected = {1: ("1.0.0", "initial"), 2: ("1.1.0", "minor"), 3: ("1.1.1", "patch"), 4: ("2.0.0", "major")}
     for number, (semver, kind) in expected.items():
         version = registry.get_version(PIPELINE, number)
-        assert (version.tags[governance.SEMVER_TAG], version.tags[governance.SEMVER_KIND_TAG]) == (semver, kind)
+        assert (version.tags[governance.SEMVER_TAG], version.tags[governance.SEMVER_KIND_TAG]) == (
+            semver,
+            kind,
+        )
         assert version.description.startswith(f"{semver} ({kind}): ")
     assert "vs v3 1.1.1" in registry.get_version(PIPELINE, 4).description
-    assert "model family changed (LogisticRegression -> DummyClassifier)" in registry.get_version(PIPELINE, 4).description
+    assert (
+        "model family changed (LogisticRegression -> DummyClassifier)"
+        in registry.get_version(PIPELINE, 4).description
+    )
 
 
 def test_assign_semver_is_idempotent_and_backfills_older_versions(history: History) -> None:
@@ -124,7 +133,9 @@ def test_lineage_is_complete(history: History) -> None:
     for key in ("mlops.data_hash", "mlops.config_hash", "mlops.code_version", "mlops.code_dirty", "mlops.seed",
                 "mlops.estimator_seed", "airflow.dag_id", "airflow.run_id"):  # fmt: skip
         assert tags[key], key
-    assert tags["mlops.estimator_seed"] == "42"  # LogisticRegression takes a random_state: seeded with the split seed
+    assert (
+        tags["mlops.estimator_seed"] == "42"
+    )  # LogisticRegression takes a random_state: seeded with the split seed
     assert [b["content_hash"] for b in found["batches"]] == [b["content_hash"] for b in found["batches"]]
     assert len(found["batches"]) == 2 and all(b["uri"] and b["content_hash"] for b in found["batches"])
     assert found["environment"]["python"] and "scikit-learn" in found["environment"]["key_packages"]
@@ -237,12 +248,17 @@ def test_card_shows_the_latest_monitoring_run(history: History) -> None:
 
     experiment = training.ensure_experiment(f"{PIPELINE}-monitoring")
     mlflow_client = registry.client()
-    for decision, reasons in (("ok", "no drift"), ("retrain", "mean_radius drifted (0.31) | 3 of 30 features")):
+    for decision, reasons in (
+        ("ok", "no drift"),
+        ("retrain", "mean_radius drifted (0.31) | 3 of 30 features"),
+    ):
         run = mlflow_client.create_run(experiment, tags={"mlops.model_version": "2",
                                                          "mlops.monitoring.decision": decision,
                                                          "mlops.monitoring.reasons": reasons})  # fmt: skip
         mlflow_client.set_terminated(run.info.run_id)
-    other = mlflow_client.create_run(experiment, tags={"mlops.model_version": "1", "mlops.monitoring.decision": "warn"})
+    other = mlflow_client.create_run(
+        experiment, tags={"mlops.model_version": "1", "mlops.monitoring.decision": "warn"}
+    )
     mlflow_client.set_terminated(other.info.run_id)
     del mlflow
 
@@ -254,7 +270,9 @@ def test_card_shows_the_latest_monitoring_run(history: History) -> None:
     assert cards.build_card(PIPELINE, 4).monitoring is None
 
 
-def test_card_on_the_command_line(history: History, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_card_on_the_command_line(
+    history: History, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["card", PIPELINE]) == 0  # the champion
     assert capsys.readouterr().out.startswith(f"# Model card: {PIPELINE} v2 (1.1.0)")
     out = tmp_path / "card.html"
