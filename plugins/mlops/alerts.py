@@ -42,11 +42,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Severity = Literal["error", "warning", "info"]
-SEVERITY: dict[str, Severity] = {"failure": "error", "rejected": "warning", "promoted": "info"}
+SEVERITY: dict[str, Severity] = {
+    "failure": "error",
+    "rejected": "warning",
+    "promoted": "info",
+    "drift": "warning",
+}
 SUMMARY_LIMIT = 300
 SUMMARY_LINES = 3
 #: The task whose XCom holds the MLflow run of a training run (keys below).
 MLFLOW_TASK_ID = "train"
+MONITORING_TASK_ID = "analyze"  # the monitoring DAG's task with the same keys
 MLFLOW_RUN_KEY = "mlflow_run_id"
 MLFLOW_EXPERIMENT_KEY = "mlflow_experiment_id"
 LOG_DELIVERY = "log"
@@ -478,10 +484,14 @@ def _airflow_base_url() -> str:
 
 
 def _xcom(ti: Any, key: str) -> Any:
-    try:
-        return ti.xcom_pull(task_ids=MLFLOW_TASK_ID, key=key)
-    except Exception:  # no supervisor (DAG-level callback), no such task...: no link
-        return None
+    for task_id in (MLFLOW_TASK_ID, MONITORING_TASK_ID):
+        try:
+            value = ti.xcom_pull(task_ids=task_id, key=key)
+        except Exception:  # no supervisor (DAG-level callback), no such task...: no link
+            value = None
+        if value:
+            return value
+    return None
 
 
 def _mlflow_url(pipeline: str, ti: Any, extra: dict[str, Any]) -> str | None:

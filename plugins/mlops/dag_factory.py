@@ -52,6 +52,30 @@ def _training_doc(config: PipelineConfig) -> str:
     )
 
 
+def _start_date(config: PipelineConfig) -> datetime:
+    year, month, day = (int(part) for part in config.airflow.start_date.split("-"))
+    return datetime(year, month, day, tzinfo=UTC)
+
+
+def _training_schedule(config: PipelineConfig) -> Any:
+    """The config's schedule, and (when monitoring may retrain) the retraining Asset: either starts a run."""
+    if not (config.monitoring.enabled and config.monitoring.retrain.enabled):
+        return config.schedule
+    asset = operators.retrain_asset(config.name)
+    if config.schedule is None:
+        return [asset]
+    if config.schedule in ("@once", "@continuous"):
+        return (
+            config.schedule
+        )  # no cron timetable to combine with: retraining requests wait for a run by hand
+    from airflow.timetables.assets import AssetOrTimeSchedule
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(config.schedule, timezone="UTC"), assets=[asset]
+    )
+
+
 def build_training_dag(config: PipelineConfig) -> DAG:
     """The ``<name>_training`` DAG: ingest → validate → train → register → gate → deploy | gate_rejected."""
     alert = FailureAlert(config.name, config.alerts)
@@ -81,13 +105,25 @@ def build_training_dag(config: PipelineConfig) -> DAG:
             "", type="string", title="Reason", description="Why this run; kept on the MLflow run."
         ),
     }
-    year, month, day = (int(part) for part in config.airflow.start_date.split("-"))
+    params["training_window"] = Param(
+        None,
+        type=["null", "string"],
+        enum=[None, "all", "latest"],
+        title="Training window",
+        description="Override training.window: 'all' accepted batches, or only this run's batch ('latest').",
+    )
+    params["trigger"] = Param(
+        "manual",
+        type="string",
+        title="Trigger",
+        description="What asked for this run ('drift' when monitoring did; it words the gate's alert).",
+    )
     with DAG(
         dag_id=config.training_dag_id,
         description=f"Train, gate and deploy the {config.name} model",
         doc_md=_training_doc(config),
-        schedule=config.schedule,
-        start_date=datetime(year, month, day, tzinfo=UTC),
+        schedule=_training_schedule(config),
+        start_date=_start_date(config),
         catchup=config.airflow.catchup,
         max_active_runs=config.airflow.max_active_runs,
         tags=["mlops", "training", config.name, *config.tags],
@@ -102,7 +138,15 @@ def build_training_dag(config: PipelineConfig) -> DAG:
         gate = operators.EvaluateGateOperator(task_id=operators.GATE, config=config)
         deploy = operators.DeployModelOperator(task_id=operators.DEPLOY, config=config)
         rejected = operators.GateRejectedOperator(task_id=operators.REJECTED, config=config)
-        ingest >> validate >> train >> register >> gate >> [deploy, rejected]
+        if config.deploy.approval.required:
+            # Only then: a person approves between the gate and deploy (the DAG is unchanged otherwise).
+            from mlops.approval import APPROVE_TASK, DeploymentApprovalOperator
+
+            approve = DeploymentApprovalOperator(task_id=APPROVE_TASK, config=config)
+            ingest >> validate >> train >> register >> gate >> [approve, rejected]
+            approve >> deploy
+        else:
+            ingest >> validate >> train >> register >> gate >> [deploy, rejected]
     return dag
 
 
@@ -152,6 +196,83 @@ def build_rollback_dag(config: PipelineConfig) -> DAG:
     return dag
 
 
+MONITORING_DOC = """\
+# {name}: monitoring
+
+Looks at one window of the inference log (the run's data interval, or `start`/`end` from the form) against
+the reference of the champion (a sample of its training rows, stored with the version):
+
+`analyze` measures per-feature drift with Evidently's stat tests (numeric: `{numeric}`, categorical:
+`{categorical}`; per-feature overrides in `monitoring.drift.features`), prediction drift, data quality (the
+pipeline's expectations on live inputs) and, where feedback labels arrived, live `{metric}` against the
+holdout; it logs an MLflow run in experiment `{name}-monitoring` (drift scores as metrics, `report.html`,
+`summary.json`) and decides `ok`, `warn`, `retrain` or `no_data` under the policy
+(`{consecutive}` drifted windows in a row, cooldown {cooldown} h, at least {labels} labelled rows, at most
+{per_day} a day) → `act` alerts on `warn` and `retrain` → `request_retraining` emits the Asset event
+`{name}_retrain` that starts `{name}_training` on the selected labelled live rows (`{data}` data).
+"""
+
+
+def build_monitoring_dag(config: PipelineConfig) -> DAG:
+    """The ``<name>_monitoring`` DAG: analyze → act → request_retraining | done."""
+    from airflow.providers.standard.operators.empty import EmptyOperator
+
+    monitoring = config.monitoring
+    alert = FailureAlert(config.name, config.alerts)
+    with DAG(
+        dag_id=config.monitoring_dag_id,
+        description=f"Drift, quality and live performance of the {config.name} model; retrain on drift",
+        doc_md=MONITORING_DOC.format(
+            name=config.name,
+            numeric=f"{monitoring.drift.numeric.method} >= {monitoring.drift.numeric.threshold}",
+            categorical=f"{monitoring.drift.categorical.method} >= {monitoring.drift.categorical.threshold}",
+            metric=config.gate.primary_metric,
+            consecutive=monitoring.retrain.consecutive_windows,
+            cooldown=monitoring.retrain.cooldown_hours,
+            labels=monitoring.retrain.min_new_labels,
+            per_day=monitoring.retrain.max_per_day,
+            data=monitoring.retrain.data,
+        ),
+        schedule=monitoring.schedule,
+        start_date=_start_date(config),
+        catchup=False,
+        max_active_runs=1,
+        tags=["mlops", "monitoring", config.name, *config.tags],
+        params={
+            "start": Param(
+                "",
+                type="string",
+                title="Window start",
+                description="ISO date-time (UTC if no zone), e.g. 2026-11-26T00:00. Empty: the run's data "
+                "interval, or the day before 'end'.",
+            ),
+            "end": Param(
+                "",
+                type="string",
+                title="Window end",
+                description="ISO date-time, exclusive. Empty: the run's data interval, or now.",
+            ),
+        },
+        default_args={
+            "owner": config.airflow.owner,
+            "retries": config.airflow.retries,
+            "retry_delay": timedelta(seconds=config.airflow.retry_delay_seconds),
+            "on_failure_callback": alert,
+        },
+        on_failure_callback=FailureAlert(config.name, config.alerts, dag_level=True),
+    ) as dag:
+        analyze = operators.MonitorWindowOperator(task_id=operators.ANALYZE, config=config)
+        act = operators.MonitorDecisionOperator(task_id=operators.ACT, config=config)
+        request = operators.RequestRetrainingOperator(
+            task_id=operators.REQUEST_RETRAINING,
+            config=config,
+            outlets=[operators.retrain_asset(config.name)],
+        )
+        done = EmptyOperator(task_id=operators.DONE)
+        analyze >> act >> [request, done]
+    return dag
+
+
 def build_dags(directory: str | Path | None = None) -> dict[str, DAG]:
     """Every valid pipeline's DAGs by DAG id. Broken configs are skipped here (see ``config_problems``)."""
     configs, _errors = load_all(directory or settings.pipelines_dir())
@@ -159,6 +280,8 @@ def build_dags(directory: str | Path | None = None) -> dict[str, DAG]:
     for config in configs.values():
         try:
             built = [build_training_dag(config), build_rollback_dag(config)]
+            if config.monitoring.enabled:
+                built.append(build_monitoring_dag(config))
         except Exception:  # one pipeline that Airflow refuses must not take the others down
             log.exception("Pipeline %s: its DAGs could not be built; the other pipelines load", config.name)
             continue

@@ -191,10 +191,12 @@ class WindowAnalysis:
 
     @property
     def concerns(self) -> bool:
-        """Something a person should see, even if it does not count towards retraining."""
-        return self.drifted or bool(
-            (self.drift and self.drift.drifted_columns) or (self.quality and not self.quality["success"])
-        )
+        """Something a person should see: the window drifted, or live inputs break the expectations.
+
+        A few drifted features below ``drift.share`` are not a concern on their own (they are listed in the
+        reasons): on small windows, sampling noise alone moves some of many features past a distance
+        threshold, and a warning that fires every day is a warning nobody reads."""
+        return self.drifted or bool(self.quality and not self.quality["success"])
 
     def top_features(self, limit: int = 5) -> list[ColumnDrift]:
         if self.drift is None:
@@ -501,9 +503,14 @@ def retrain_batch(config: PipelineConfig, start: datetime, end: datetime, stamp:
     batch = as_inputs(config, labelled)
     batch[config.target] = _labels(config, labelled[LABEL]).to_numpy()
     stamp = stamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    uri = storage.join(settings.store_uri(), config.name, "retrain", f"live-{stamp}.parquet")
+    # In the format the pipeline's batches declare (a CSV pipeline reads CSV), Parquet when it is 'auto'.
+    suffix = "csv" if config.data.format == "csv" else "parquet"
+    uri = storage.join(settings.store_uri(), config.name, "retrain", f"live-{stamp}.{suffix}")
     buffer = io.BytesIO()
-    batch.to_parquet(buffer, index=False)
+    if suffix == "csv":
+        batch.to_csv(buffer, index=False)
+    else:
+        batch.to_parquet(buffer, index=False)
     storage.write_bytes(uri, buffer.getvalue())
     log.info("Retraining batch of %s: %d labelled live rows -> %s", config.name, len(batch), uri)
     return uri
@@ -587,3 +594,206 @@ def write_report(
 
 def summary_json(analysis: WindowAnalysis, decision: Decision) -> str:
     return json.dumps({**analysis.to_dict(), "decision": decision.to_dict()}, indent=2, default=str)
+
+
+# Memory and records (MLflow experiment ``<pipeline>-monitoring``) -------------------------------------------
+def load_history(config: PipelineConfig, limit: int = 500) -> list[WindowRecord]:
+    """Earlier windows' decisions, newest first (a window monitored twice counts once: its latest run)."""
+    import mlflow
+
+    from mlops.training import ensure_experiment
+
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    experiment_id = ensure_experiment(monitoring_experiment(config.name))
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment_id], order_by=["attributes.start_time DESC"], max_results=limit
+    )
+    records: dict[tuple[str, str], WindowRecord] = {}
+    for run in runs:
+        tags = run.data.tags
+        if TAG_DECISION not in tags or TAG_END not in tags:
+            continue
+        key = (tags.get(TAG_START, ""), tags[TAG_END])
+        if key in records:
+            continue
+        version = tags.get(TAG_VERSION)
+        records[key] = WindowRecord(
+            start=datetime.fromisoformat(tags.get(TAG_START) or tags[TAG_END]),
+            end=datetime.fromisoformat(tags[TAG_END]),
+            decision=tags[TAG_DECISION],  # type: ignore[arg-type]
+            drifted=tags.get(TAG_DRIFTED) == "true",
+            model_version=int(version) if version and version.isdigit() else None,
+        )
+    return sorted(records.values(), key=lambda r: r.end, reverse=True)
+
+
+@dataclass
+class MonitoringRun:
+    """Where a window's records went."""
+
+    run_id: str
+    experiment_id: str
+    report_uri: str | None
+    summary_uri: str
+    url: str
+    report_error: str | None = None
+
+
+def record_window(
+    config: PipelineConfig,
+    analysis: WindowAnalysis,
+    decision: Decision,
+    *,
+    window: pd.DataFrame | None = None,
+    reference: pd.DataFrame | None = None,
+    extra_tags: dict[str, str] | None = None,
+    report: bool = True,
+) -> MonitoringRun:
+    """Log one MLflow run for the window: decision and reasons as tags, per-feature drift scores as metrics
+    (the MLflow UI charts them run over run), ``summary.json`` and Evidently's ``report.html`` as artifacts."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    from mlops.training import ensure_experiment
+
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    experiment_id = ensure_experiment(monitoring_experiment(config.name))
+    tags = {
+        "mlops.pipeline": config.name,
+        TAG_DECISION: decision.status,
+        TAG_REASONS: " | ".join(decision.reasons)[:4900],
+        TAG_DRIFTED: str(analysis.drifted).lower(),
+        TAG_START: analysis.start.isoformat(),
+        TAG_END: analysis.end.isoformat(),
+        TAG_VERSION: str(analysis.model_version or ""),
+        **(extra_tags or {}),
+    }
+    metrics: dict[str, float] = {"rows": analysis.rows, "labelled_rows": analysis.labelled_rows}
+    if analysis.drift is not None:
+        metrics["drift.share"] = analysis.drift.share
+        for name, column in analysis.drift.columns.items():
+            metrics[f"drift.{name}"] = column.score
+            metrics[f"effect.{name}"] = column.effect_size
+    if analysis.prediction is not None:
+        metrics["drift.prediction"] = analysis.prediction.score
+    if analysis.performance and analysis.performance.get("live") is not None:
+        metrics[f"live.{analysis.performance['metric']}"] = analysis.performance["live"]
+    run_name = f"{analysis.start:%Y-%m-%dT%H:%M}..{analysis.end:%Y-%m-%dT%H:%M}"
+    report_error = None
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.set_tags(tags)
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(v)})
+        mlflow.log_text(summary_json(analysis, decision), "summary.json")
+        report_uri = None
+        if report and analysis.status == "analyzed" and window is not None and reference is not None:
+            with tempfile.TemporaryDirectory(prefix="mlops-report-") as tmp:
+                path = Path(tmp) / "report.html"
+                try:
+                    write_report(config, window, reference, analysis, str(path))
+                except Exception as exc:  # the decision stands without its pictures
+                    report_error = f"{type(exc).__name__}: {str(exc)[:500]}"
+                    log.exception("%s: the Evidently report could not be drawn", config.name)
+                    mlflow.set_tag("mlops.monitoring.report_error", report_error)
+                else:
+                    mlflow.log_artifact(str(path))
+                    report_uri = f"{run.info.artifact_uri}/report.html"
+    url = f"{settings.mlflow_ui_url()}/#/experiments/{experiment_id}/runs/{run.info.run_id}"
+    return MonitoringRun(
+        run_id=run.info.run_id,
+        experiment_id=experiment_id,
+        report_uri=report_uri,
+        summary_uri=f"{run.info.artifact_uri}/summary.json",
+        url=url,
+        report_error=report_error,
+    )
+
+
+def load_champion_model(config: PipelineConfig, version: int) -> Any:
+    """The scikit-learn model of a version (to re-score labelled live rows)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri())
+    return mlflow.sklearn.load_model(f"models:/{config.name}/{version}")
+
+
+@dataclass
+class WindowOutcome:
+    analysis: WindowAnalysis
+    decision: Decision
+    run: MonitoringRun
+    retrain_data_uri: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.decision.status,
+            "reasons": self.decision.reasons,
+            "drifted": self.analysis.drifted,
+            "rows": self.analysis.rows,
+            "labelled_rows": self.analysis.labelled_rows,
+            "model_version": self.analysis.model_version,
+            "window_start": self.analysis.start.isoformat(),
+            "window_end": self.analysis.end.isoformat(),
+            "top_features": [c.explain() for c in self.analysis.top_features()],
+            "retrain_data_uri": self.retrain_data_uri,
+            "retrain_data": self.decision.retrain_data,
+            "mlflow_run_id": self.run.run_id,
+            "mlflow_experiment_id": self.run.experiment_id,
+            "mlflow_url": self.run.url,
+            "report_uri": self.run.report_uri,
+        }
+
+
+def monitor_window(
+    config: PipelineConfig, start: datetime, end: datetime, *, report: bool = True
+) -> WindowOutcome:
+    """One monitoring run, start to finish: read, analyze, decide, write the retraining batch, record.
+
+    Raises:
+        MonitoringError: no reference for the champion, or an unreadable inference log.
+    """
+    from mlops import registry
+
+    if start.tzinfo is None or end.tzinfo is None or end <= start:
+        raise MonitoringError(
+            f"pipeline '{config.name}': a window needs timezone-aware start < end; got {start} .. {end}"
+        )
+    champion = registry.alias_version(config.name, registry.CHAMPION)
+    window = read_window(config, start, end)
+    if champion is None:
+        analysis = WindowAnalysis(config.name, start, end, None, len(window), status="no_data")
+        decision = Decision("no_data", ["no champion in production yet: nothing to monitor"])
+        run = record_window(config, analysis, decision, report=False)
+        return WindowOutcome(analysis, decision, run)
+    reference = load_reference(config, champion)
+    model = holdout = None
+    if LABEL in window.columns and window[LABEL].notna().sum() >= config.monitoring.performance.min_labels:
+        model = load_champion_model(config, champion)
+        holdout = holdout_metrics(config, champion)
+    analysis = analyze_window(
+        config, window, reference, start=start, end=end, model_version=champion, model=model, holdout=holdout
+    )
+    decision = decide(analysis, load_history(config), config.monitoring.retrain, count_labels(config))
+    data_uri = None
+    extra = {}
+    if decision.status == "retrain":
+        assert decision.retrain_start is not None and decision.retrain_end is not None
+        data_uri = retrain_batch(config, decision.retrain_start, decision.retrain_end)
+        extra[TAG_DATA_URI] = data_uri
+    run = record_window(
+        config, analysis, decision, window=window, reference=reference, extra_tags=extra, report=report
+    )
+    log.info(
+        "%s window %s..%s: %s (%s)", config.name, start, end, decision.status, "; ".join(decision.reasons)
+    )
+    return WindowOutcome(analysis, decision, run, data_uri)
+
+
+def retrain_reason(outcome: WindowOutcome) -> str:
+    """The reason carried into the training run and onto the new version."""
+    top = ", ".join(c.column for c in outcome.analysis.top_features(3)) or "prediction/performance"
+    return (
+        f"drift: {outcome.analysis.start:%Y-%m-%d %H:%M}..{outcome.analysis.end:%Y-%m-%d %H:%M} "
+        f"(top: {top}); monitoring run {outcome.run.run_id}"
+    )

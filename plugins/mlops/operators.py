@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
     from mlops.config import PipelineConfig
 
-#: Task ids of the training DAG (the gate branches to one of the last two).
+#: Task ids of the training DAG (the gate branches to one of the last two; to APPROVE first where required).
+APPROVE = "approve"
 INGEST, VALIDATE, TRAIN, REGISTER, GATE, DEPLOY, REJECTED = (
     "ingest",
     "validate",
@@ -30,9 +31,41 @@ INGEST, VALIDATE, TRAIN, REGISTER, GATE, DEPLOY, REJECTED = (
 )
 
 
+#: Task ids of the monitoring DAG.
+ANALYZE, ACT, REQUEST_RETRAINING, DONE = "analyze", "act", "request_retraining", "done"
+#: Keys a retraining request (an Asset event's extra, or a run's conf) may carry into a training run.
+TRIGGER_KEYS = ("data_uri", "reason", "training_window", "trigger", "monitoring_run_id")
+
+
+def retrain_asset(pipeline: str) -> Any:
+    """The Asset whose events (from ``<pipeline>_monitoring``) schedule ``<pipeline>_training``."""
+    from airflow.sdk import Asset
+
+    return Asset(name=f"{pipeline}_retrain", uri=f"mlops://{pipeline}/retrain", group="mlops")
+
+
+def run_params(context: Context) -> dict[str, Any]:
+    """The run's params, overridden by the extra of the newest triggering Asset event (a retraining request):
+    a run that the scheduler starts on an Asset event has default params and the request in the event."""
+    params = dict(context.get("params") or {})
+    events = context.get("triggering_asset_events") or {}
+    newest = None
+    try:
+        for asset_events in events.values():
+            for event in asset_events:
+                when = getattr(event, "timestamp", None)
+                if newest is None or (when is not None and when >= getattr(newest, "timestamp", when)):
+                    newest = event
+    except (AttributeError, TypeError):
+        newest = None
+    extra = dict(getattr(newest, "extra", None) or {}) if newest is not None else {}
+    params.update({key: extra[key] for key in TRIGGER_KEYS if extra.get(key) not in (None, "")})
+    return params
+
+
 def _run_info(context: Context) -> dict[str, str]:
     ti = context["ti"]
-    params = context.get("params") or {}
+    params = run_params(context)
     info = {
         "airflow.dag_id": ti.dag_id,
         "airflow.run_id": ti.run_id,
@@ -40,6 +73,10 @@ def _run_info(context: Context) -> dict[str, str]:
     }
     if params.get("reason"):
         info["mlops.trigger_reason"] = str(params["reason"])
+    if params.get("trigger"):
+        info["mlops.trigger"] = str(params["trigger"])
+    if params.get("monitoring_run_id"):
+        info["mlops.monitoring_run_id"] = str(params["monitoring_run_id"])
     return info
 
 
@@ -70,7 +107,8 @@ class IngestBatchOperator(_PipelineOperator):
         from mlops.batches import ingest_batch
 
         when = context.get("logical_date") or context["dag_run"].run_after
-        return ingest_batch(self.config, self.data_uri or None, when).to_dict()
+        requested = run_params(context).get("data_uri") if context.get("triggering_asset_events") else None
+        return ingest_batch(self.config, requested or self.data_uri or None, when).to_dict()
 
 
 class ValidateBatchOperator(_PipelineOperator):
@@ -99,8 +137,15 @@ class TrainModelOperator(_PipelineOperator):
 
         ti = context["ti"]
         batch = Batch.from_dict(ti.xcom_pull(task_ids=VALIDATE)["batch"])
-        override = (context.get("params") or {}).get("model") or None
-        result = train_model(self.config, batch, lineage=_run_info(context), model_override=override)
+        params = run_params(context)
+        config = self.config
+        if params.get("training_window") in ("all", "latest"):
+            config = config.model_copy(
+                update={"training": config.training.model_copy(update={"window": params["training_window"]})}
+            )
+        result = train_model(
+            config, batch, lineage=_run_info(context), model_override=params.get("model") or None
+        )
         ti.xcom_push(key="mlflow_run_id", value=result.run_id)
         ti.xcom_push(key="mlflow_experiment_id", value=result.experiment_id)
         return {"run_id": result.run_id, "model_uri": result.model_uri, "metrics": result.metrics}
@@ -139,7 +184,9 @@ class EvaluateGateOperator(BaseBranchOperator):
 
         refresh_cards(self.config.name, [verdict.challenger_version])  # rejected versions get a card too
         self.log.info("Gate %s: %s", verdict.status.upper(), "; ".join(verdict.reasons))
-        return DEPLOY if verdict.passed else REJECTED
+        if not verdict.passed:
+            return REJECTED
+        return APPROVE if self.config.deploy.approval.required else DEPLOY
 
 
 class DeployModelOperator(_PipelineOperator):
@@ -152,7 +199,7 @@ class DeployModelOperator(_PipelineOperator):
 
         verdict = context["ti"].xcom_pull(task_ids=GATE, key="verdict")
         version = verdict["challenger_version"]
-        reason = (context.get("params") or {}).get("reason") or "passed the gate"
+        reason = run_params(context).get("reason") or "passed the gate"
         try:
             entry = deploy_challenger(
                 self.config,
@@ -160,7 +207,15 @@ class DeployModelOperator(_PipelineOperator):
                 verdict["champion_version"],
                 actor=_actor(context),
                 reason=reason,
-                evidence={"run_id": context["ti"].run_id, "gate": verdict["reasons"]},
+                evidence={
+                    "run_id": context["ti"].run_id,
+                    "gate": verdict["reasons"],
+                    **(
+                        {"approval": context["ti"].xcom_pull(task_ids=APPROVE)}
+                        if self.config.deploy.approval.required
+                        else {}
+                    ),
+                },
             )
         except (DeploymentRejected, PromotionConflict) as exc:
             # The champion serves on; retrying would not change the verdict.
@@ -232,11 +287,16 @@ class GateRejectedOperator(_PipelineOperator):
             champion,
             summary,
         )
+        drift = run_params(context).get("trigger") == "drift"
+        title = f"challenger v{verdict['challenger_version']} rejected by the gate"
+        if drift:
+            title = f"drift persists, retrained model rejected (v{verdict['challenger_version']})"
+            summary = f"{summary}. The champion {champion} keeps serving data that has drifted."
         send_event(
             self.config.name,
             self.config.alerts,
             "rejected",
-            f"challenger v{verdict['challenger_version']} rejected by the gate",
+            title,
             summary,
             context,
             details={"champion": champion, "challenger_metrics": verdict["challenger_metrics"]},
@@ -245,4 +305,121 @@ class GateRejectedOperator(_PipelineOperator):
             "status": "rejected",
             "challenger_version": verdict["challenger_version"],
             "reasons": verdict["reasons"],
+            "drift_persists": drift,
         }
+
+
+# The monitoring DAG ---------------------------------------------------------------------------------------
+def _window(context: Context) -> tuple[Any, Any]:
+    """The window: the form's ``start``/``end`` if given, else the run's data interval, else the last day."""
+    from datetime import UTC, datetime, timedelta
+
+    params = context.get("params") or {}
+
+    def parse(value: Any) -> datetime | None:
+        if not value:
+            return None
+        when = (
+            value
+            if isinstance(value, datetime)
+            else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        )
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+    start, end = parse(params.get("start")), parse(params.get("end"))
+    if start is None and end is None:
+        start, end = context.get("data_interval_start"), context.get("data_interval_end")
+        start = start if start is None or isinstance(start, datetime) else parse(str(start))
+        end = end if end is None or isinstance(end, datetime) else parse(str(end))
+        if start is None or end is None or end <= start:
+            end = datetime.now(UTC)
+            start = end - timedelta(days=1)
+    elif end is None:
+        end = datetime.now(UTC)
+    elif start is None:
+        start = end - timedelta(days=1)
+    return start, end
+
+
+class MonitorWindowOperator(_PipelineOperator):
+    """Read the window of the inference log, measure drift, quality and live performance against the
+    champion's reference, decide (ok, warn, retrain, no_data) and record it all in MLflow."""
+
+    ui_color = "#e6f4ea"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from mlops.monitoring import MonitoringError, monitor_window
+
+        start, end = _window(context)
+        try:
+            outcome = monitor_window(self.config, start, end)
+        except MonitoringError as exc:
+            # No reference, unreadable log: a person has to look; retrying would not change it.
+            raise AirflowFailException(str(exc)) from exc
+        ti = context["ti"]
+        ti.xcom_push(key="mlflow_run_id", value=outcome.run.run_id)
+        ti.xcom_push(key="mlflow_experiment_id", value=outcome.run.experiment_id)
+        result = outcome.to_dict()
+        if outcome.decision.status == "retrain":
+            from mlops.monitoring import retrain_reason
+
+            result["reason"] = retrain_reason(outcome)
+        self.log.info(
+            "Window %s..%s: %s\n%s",
+            start,
+            end,
+            outcome.decision.status.upper(),
+            "\n".join(outcome.decision.reasons),
+        )
+        return result
+
+
+class MonitorDecisionOperator(BaseBranchOperator):
+    """Alert on ``warn`` and ``retrain`` (top drifted features, link to the report); branch to the request."""
+
+    ui_color = "#fdf3d7"
+
+    def __init__(self, *, config: PipelineConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+
+    def choose_branch(self, context: Context) -> str:
+        from mlops.alerts import send_event
+
+        outcome = context["ti"].xcom_pull(task_ids=ANALYZE)
+        status = outcome["status"]
+        if status in ("warn", "retrain"):
+            title = "drift detected: retraining requested" if status == "retrain" else "monitoring warning"
+            send_event(
+                self.config.name,
+                self.config.alerts,
+                "drift",
+                f"{title} (model v{outcome['model_version']})",
+                "\n".join(outcome["reasons"]),
+                context,
+                details={
+                    "window": f"{outcome['window_start']} .. {outcome['window_end']}",
+                    "top drifted features": "; ".join(outcome["top_features"]) or "none",
+                    "report": outcome["report_uri"] or "not drawn (see the MLflow run)",
+                },
+            )
+        return REQUEST_RETRAINING if status == "retrain" else DONE
+
+
+class RequestRetrainingOperator(_PipelineOperator):
+    """Emit the Asset event that schedules ``<pipeline>_training`` on the data the policy selected."""
+
+    ui_color = "#fde2e1"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        outcome = context["ti"].xcom_pull(task_ids=ANALYZE)
+        request = {
+            "data_uri": outcome["retrain_data_uri"],
+            "reason": outcome["reason"],
+            "training_window": "all" if outcome["retrain_data"] == "all" else "latest",
+            "trigger": "drift",
+            "monitoring_run_id": outcome["mlflow_run_id"],
+        }
+        context["outlet_events"][retrain_asset(self.config.name)].extra = request
+        self.log.info("Retraining of %s requested: %s", self.config.name, request)
+        return request

@@ -736,7 +736,14 @@ def _read(uri: str, kind: str, pipeline: str, start: date | None, end: date | No
             continue
         day = date.fromisoformat(match.group(1))
         if (start is None or day >= start) and (end is None or day <= end):
-            tables.append(pq.read_table(pa.BufferReader(storage.read_bytes(part_uri))))
+            data = storage.read_bytes(part_uri)
+            try:
+                tables.append(pq.read_table(pa.BufferReader(data)))
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                raise InferenceLogError(
+                    f"Inference log of '{pipeline}': {part_uri} is not a readable Parquet file "
+                    f"({type(exc).__name__}: {exc}). Move it aside (nothing else was skipped) and rerun."
+                ) from exc
     table = _concat(tables) if tables else _empty_schema(kind).empty_table()
     frame = table.to_pandas()
     return frame.sort_values(["time", "request_id"], kind="stable", ignore_index=True)

@@ -1,0 +1,206 @@
+"""The monitoring DAG through Airflow (``dag.test()``): real inference log files, real Evidently reports, a real
+MLflow store, real alert receivers; and the retraining it requests, run by the training DAG."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dagtools import REPO, champion, parse_dags, task_states
+from receivers import SmtpServer, WebhookServer
+
+pytestmark = pytest.mark.e2e
+PIPELINE = "breast_cancer"
+DAY = datetime(2026, 11, 1, tzinfo=UTC)
+ROWS = 400
+
+
+def _config_dir(tmp_path: Path) -> Path:
+    """breast_cancer.yaml with a monitoring section sized for small windows (labels needed, cooldown 72 h)."""
+    config = yaml.safe_load((REPO / "include" / "pipelines" / f"{PIPELINE}.yaml").read_text())
+    config["monitoring"] = {
+        "min_rows": 30,
+        "performance": {"min_labels": 50},
+        "retrain": {
+            "consecutive_windows": 2,
+            "cooldown_hours": 72,
+            "min_new_labels": 100,
+            "data": "recent",
+        },
+    }
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+    (pipelines / f"{PIPELINE}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return pipelines
+
+
+def _frames(drift: float, count: int, seed: int) -> list[Any]:
+    from mlops_datagen import generate_frames
+
+    return [
+        frame
+        for _, frame in generate_frames(
+            PIPELINE, batches=count, rows=ROWS, seed=seed, feature_drift=drift, drift_from=0
+        )
+    ]
+
+
+def _serve(config: Any, frame: Any, day: datetime, tag: str, label_delay: timedelta | None) -> None:
+    """Log what the champion answers for ``frame`` as the model server does, and the labels that come later."""
+    from mlops import monitoring, registry
+    from mlops.serving.inference_log import InferenceLog
+
+    version = registry.alias_version(PIPELINE, registry.CHAMPION)
+    model = monitoring.load_champion_model(config, version)
+    predictions = model.predict(frame[config.feature_names])
+    log = InferenceLog.from_config(config)
+    log.log_predictions(
+        {
+            "time": day + timedelta(minutes=i),
+            "request_id": f"{tag}-{i}",
+            "model_version": version,
+            "route": "champion",
+            "inputs": {name: float(frame[name].iat[i]) for name in config.feature_names},
+            "prediction": int(predictions[i]),
+        }
+        for i in range(len(frame))
+    )
+    if label_delay is not None:
+        for i in range(len(frame)):
+            log.log_feedback(f"{tag}-{i}", int(frame[config.target].iat[i]), day + label_delay)
+    log.close()
+
+
+def _monitor(bag: Any, start: datetime, end: datetime) -> tuple[Any, dict[str, str], dict[str, Any]]:
+    dag_run = bag.get_dag(f"{PIPELINE}_monitoring").test(
+        run_conf={"start": start.isoformat(), "end": end.isoformat()}
+    )
+    states = task_states(dag_run)
+    outcome = {}
+    for ti in dag_run.get_task_instances():
+        if ti.task_id == "analyze" and str(ti.state) == "success":
+            outcome = ti.xcom_pull(task_ids="analyze")
+    return dag_run, states, outcome
+
+
+def _asset_events() -> list[Any]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return list(
+            session.scalars(
+                select(AssetEvent)
+                .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .where(AssetModel.name == f"{PIPELINE}_retrain")
+                .order_by(AssetEvent.id)
+            )
+        )
+
+
+def test_drift_is_detected_explained_and_retrained_once(
+    airflow_db: Path,
+    mlops_home: Path,
+    tmp_path: Path,
+    bc_batches: dict[str, Path],
+    smtp_server: SmtpServer,
+    webhook_server: WebhookServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlops import registry
+    from mlops.config import load_config
+
+    pipelines = _config_dir(tmp_path)
+    monkeypatch.setenv("MLOPS_PIPELINES_DIR", str(pipelines))
+    config = load_config(pipelines / f"{PIPELINE}.yaml")
+    bag = parse_dags()
+    assert not bag.import_errors, bag.import_errors
+    before = len(_asset_events())
+
+    training = bag.get_dag(f"{PIPELINE}_training")
+    first = training.test(run_conf={"data_uri": str(bc_batches["first"]), "model": None, "reason": ""})
+    assert first.state == "success" and champion(PIPELINE) == 1
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_MLOPS", webhook_server.slack_connection())
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_MLOPS", smtp_server.uri)
+
+    # A window like the training data: ok, no alert, no retraining; a report and a summary in MLflow.
+    _serve(config, _frames(0.0, 1, seed=11)[0], DAY, "w1", timedelta(hours=30))
+    dag_run, states, outcome = _monitor(bag, DAY, DAY + timedelta(days=1))
+    assert dag_run.state == "success", states
+    assert outcome["status"] == "ok", outcome["reasons"]
+    assert states["request_retraining"] == "skipped" and states["done"] == "success"
+    client = registry.client()
+    run = client.get_run(outcome["mlflow_run_id"])
+    assert run.data.tags["mlops.monitoring.decision"] == "ok"
+    assert run.data.tags["mlops.model_version"] == "1"
+    assert {f"drift.{name}" for name in config.feature_names} <= set(run.data.metrics)
+    assert "live.roc_auc" in run.data.metrics  # the labels arrived (late) and were scored
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"report.html", "summary.json"} <= artifacts
+    html = Path(client.download_artifacts(run.info.run_id, "report.html", str(tmp_path))).read_text()
+    assert "mean_radius" in html and len(html) > 100_000  # Evidently's self-contained report
+    summary = json.loads(
+        Path(client.download_artifacts(run.info.run_id, "summary.json", str(tmp_path))).read_text()
+    )
+    assert summary["rows"] == ROWS and summary["labelled_rows"] == ROWS
+    assert summary["performance"]["metric"] == "roc_auc"
+    assert not webhook_server.requests and not smtp_server.messages
+
+    # Drift: the first drifted window warns (1 of the 2 needed) and says which features moved.
+    drifted = _frames(2.0, 4, seed=12)
+    _serve(config, drifted[0], DAY + timedelta(days=1), "w2", timedelta(hours=30))
+    dag_run, states, outcome = _monitor(bag, DAY + timedelta(days=1), DAY + timedelta(days=2))
+    assert outcome["status"] == "warn" and states["request_retraining"] == "skipped"
+    assert any("1 of the 2" in reason for reason in outcome["reasons"])
+    assert webhook_server.wait_for_requests(1) and smtp_server.wait_for_messages(1)
+    alert = webhook_server.requests[0].text
+    assert "mean_radius" in alert or "mean_area" in alert
+    assert "report" in alert
+    webhook_server.requests.clear()
+    smtp_server.messages.clear()
+
+    # The second in a row: retrain. The Asset event carries the data, the reason and the training window.
+    _serve(config, drifted[1], DAY + timedelta(days=2), "w3", timedelta(hours=30))
+    dag_run, states, outcome = _monitor(bag, DAY + timedelta(days=2), DAY + timedelta(days=3))
+    assert outcome["status"] == "retrain", outcome["reasons"]
+    assert states["request_retraining"] == "success"
+    events = _asset_events()[before:]
+    assert len(events) == 1
+    request = events[0].extra
+    assert request["trigger"] == "drift" and request["training_window"] == "latest"
+    assert request["reason"].startswith("drift: ")
+    assert Path(request["data_uri"].removeprefix("file://")).exists()
+    assert webhook_server.wait_for_requests(1) and "retraining requested" in webhook_server.requests[0].text
+    webhook_server.requests.clear()
+    smtp_server.messages.clear()
+
+    # Still drifted (the retrained model is not serving yet): a new streak starts, then meets the cooldown.
+    _serve(config, drifted[2], DAY + timedelta(days=3), "w4", timedelta(hours=30))
+    dag_run, states, outcome = _monitor(bag, DAY + timedelta(days=3), DAY + timedelta(days=4))
+    assert outcome["status"] == "warn" and any("1 of the 2" in r for r in outcome["reasons"])
+    _serve(config, drifted[3], DAY + timedelta(days=4), "w5", timedelta(hours=30))
+    dag_run, states, outcome = _monitor(bag, DAY + timedelta(days=4), DAY + timedelta(days=5))
+    assert outcome["status"] == "warn" and any("cooldown until" in r for r in outcome["reasons"])
+    assert len(_asset_events()) == before + 1  # exactly one retraining
+
+    # The scheduler would start the training DAG on the event; its extra becomes the run's request.
+    retrain = training.test(run_conf={"model": None, **request})
+    states = task_states(retrain)
+    assert retrain.state == "success", states
+    version = registry.get_version(PIPELINE, 2)
+    assert version.tags["mlops.trigger_reason"] == request["reason"]
+    assert version.tags["mlops.trigger"] == "drift"
+    assert states["deploy"] == "success" and champion(PIPELINE) == 2  # the gate let it through
+    webhook_server.requests.clear()
+
+    # Had the gate refused the retrained model, the alert says that the drift persists.
+    dummy = {"estimator": "sklearn.dummy.DummyClassifier", "params": {"strategy": "prior"}}
+    rejected = training.test(run_conf={**request, "model": dummy})
+    assert task_states(rejected)["gate_rejected"] == "success" and champion(PIPELINE) == 2
+    assert webhook_server.wait_for_requests(1)
+    assert "drift persists, retrained model rejected" in webhook_server.requests[-1].text
