@@ -35,7 +35,7 @@ REGRESSION_METRICS: tuple[str, ...] = RegressionMetric.__args__  # type: ignore[
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mape"})
 #: Metrics computed from predicted probabilities (the estimator needs ``predict_proba``).
 PROBABILITY_METRICS = frozenset({"roc_auc", "average_precision", "log_loss"})
-AlertEvent = Literal["failure", "rejected", "promoted", "drift"]
+AlertEvent = Literal["failure", "rejected", "promoted", "drift", "approval"]
 
 
 def check_schedule(value: str | None) -> str | None:
@@ -215,7 +215,7 @@ class AlertRoute(_Strict):
     channel: Literal["slack", "email"]
     conn_id: str = Field(min_length=1, description="Airflow connection id (slackwebhook or smtp).")
     to: list[str] = []
-    events: list[AlertEvent] = ["failure", "rejected"]
+    events: list[AlertEvent] = ["failure", "rejected", "drift"]
 
     @model_validator(mode="after")
     def _recipients(self) -> AlertRoute:

@@ -380,6 +380,10 @@ def train_model(
         )
         mlflow.log_text(json.dumps(environment(), indent=2, sort_keys=True), ENVIRONMENT_ARTIFACT)
         _log_table(holdout, HOLDOUT_ARTIFACT)
+        # The monitoring reference: computed once, stored with the version (mlops.monitoring).
+        from mlops.monitoring import REFERENCE_ARTIFACT, build_reference
+
+        _log_table(build_reference(config, model, train), REFERENCE_ARTIFACT)
         example = x_train.head(5)
         mlflow.sklearn.log_model(
             sk_model=model,
