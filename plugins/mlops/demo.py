@@ -2,8 +2,10 @@
 
 For every example pipeline: a first batch becomes champion v1; a corrupted batch is rejected at validation and
 quarantined (alert logged, champion unchanged); a new batch trains a challenger that passes the gate and becomes
-champion v2; a deliberately worse model is rejected by the gate. Airflow's own output goes to a log file; the
-screen shows the story and a summary table.
+champion v2; a deliberately worse model is rejected by the gate. Then, for breast_cancer, the model server story
+(hot swap, a broken challenger caught, rollback) and the monitoring story (drift injected into live traffic,
+detected and explained, retraining requested by an Asset event, the retrained model promoted and served).
+Airflow's own output goes to a log file; the screen shows the story and a summary table.
 """
 
 from __future__ import annotations
@@ -219,6 +221,7 @@ def run_demo(home: Path, pipelines: list[str] | None = None, keep: bool = False)
     if any(story.config.name == SERVED for story in stories):
         config = next(story.config for story in stories if story.config.name == SERVED)
         serving_ok = _serving_story(bag, config, home, log_path, say)
+        serving_ok &= _monitoring_story(bag, config, log_path, say)
 
     say("\nSummary")
     width = max([36, *(len(_registry_facts(story.config)["verdicts"]) for story in stories)])
@@ -246,18 +249,11 @@ def run_demo(home: Path, pipelines: list[str] | None = None, keep: bool = False)
     return 0
 
 
-def _serving_story(bag: Any, config: PipelineConfig, home: Path, log_path: Path, say: Any) -> bool:
-    """Start the model server; it answers, follows a new champion without a restart, keeps serving while a
-    broken challenger is caught, and follows a rollback."""
+@contextlib.contextmanager
+def _model_server(config: PipelineConfig, log_path: Path) -> Iterator[str]:
+    """``mlops serve <pipeline>`` in a subprocess (its output in the log); yields its URL; SIGTERM at the end."""
     import signal
     import socket
-
-    import httpx
-    import pandas as pd
-
-    from mlops import registry
-    from mlops.deploy import rollback
-    from mlops.serving.client import LiveTraffic, wait_for_version, wait_until_ready
 
     port = config.serving.port
     with socket.socket() as probe:
@@ -266,93 +262,219 @@ def _serving_story(bag: Any, config: PipelineConfig, home: Path, log_path: Path,
         except OSError:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    say(f"\n== {config.name}: the model server")
-    records = (
-        pd.read_csv(home / "landing" / config.name / "2026-01-02.csv")[config.feature_names]
-        .head(200)
-        .to_dict("records")
-    )
     mlops_bin = Path(sys.executable).parent / "mlops"
     with log_path.open("ab") as server_log:
         server = subprocess.Popen(
             [str(mlops_bin), "serve", config.name, "--port", str(port)], stdout=server_log, stderr=server_log
         )
-    ok = True
     try:
-        if not wait_until_ready(url):
-            say("   the server did not become ready within 90 s (see the log)")
-            return False
-        served = httpx.get(f"{url}/model", timeout=5).json()["version"]
-        say(f"   1/4 `mlops serve {config.name}` on {url}: ready, serving v{served}")
-        dag = bag.get_dag(config.training_dag_id)
-        with LiveTraffic(url, records) as traffic:
-            time.sleep(2)
-            recipe = {"estimator": config.model.estimator, "params": {**config.model.params, "C": 1.0}}
-            with _quiet(log_path):
-                dag_run = dag.test(
-                    run_conf={
-                        "data_uri": "landing/breast_cancer/2026-01-02.csv",
-                        "model": recipe,
-                        "reason": "demo: new recipe",
-                    }
-                )
-            new = registry.alias_version(config.name, registry.CHAMPION)
-            followed = wait_for_version(url, new)
-            ok &= _outcome(dag_run)[0] == "promoted" and followed
-            say(
-                f"   2/4 a new recipe (C=1.0) passed the gate and its smoke test: champion v{new}; the server "
-                f"{'switched to it without a restart' if followed else 'did NOT follow'} [{'ok' if followed else 'UNEXPECTED'}]"
-            )
-            slow = {"estimator": "mlops_datagen.faulty.SlowClassifier", "params": {"delay_seconds": 1.5}}
-            with _quiet(log_path):
-                dag_run = dag.test(
-                    run_conf={
-                        "data_uri": "landing/breast_cancer/2026-01-02.csv",
-                        "model": slow,
-                        "reason": "demo: slow model",
-                    }
-                )
-            states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
-            caught = states.get("gate") == "success" and states.get("deploy") == "failed"
-            still = registry.alias_version(config.name, registry.CHAMPION) == new
-            ok &= caught and still
-            version = registry.alias_version(config.name, registry.CHALLENGER)
-            reasons = registry.get_version(config.name, version).tags.get("smoke.reasons", "")
-            say(
-                f"   3/4 a slow challenger v{version} passed the gate but failed its smoke test ({reasons}); "
-                f"champion stays v{new} [{'ok' if caught and still else 'UNEXPECTED'}]"
-            )
-            with _quiet(log_path):
-                entry = rollback(config, actor="demo", reason="demo: roll back to the previous champion")
-            followed = wait_for_version(url, entry["to_version"])
-            ok &= followed
-            say(
-                f"   4/4 `mlops rollback {config.name}`: champion v{entry['from_version']} -> v{entry['to_version']}; "
-                f"the server followed [{'ok' if followed else 'UNEXPECTED'}]"
-            )
-            time.sleep(1)
-        seen = ", ".join(f"v{v}: {n}" for v, n in sorted(traffic.versions.items()))
-        p50 = (
-            sorted(traffic.latencies)[len(traffic.latencies) // 2] * 1000
-            if traffic.latencies
-            else float("nan")
-        )
-        ok &= not traffic.failures
-        say(
-            f"   live traffic during all of it: {sum(traffic.versions.values())} answers ({seen}), "
-            f"{len(traffic.failures)} failed, p50 {p50:.1f} ms [{'ok' if not traffic.failures else 'UNEXPECTED'}]"
-        )
-        for failure in traffic.failures[:3]:
-            say(f"     failed: {failure}")
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def _serving_story(bag: Any, config: PipelineConfig, home: Path, log_path: Path, say: Any) -> bool:
+    """Start the model server; it answers, follows a new champion without a restart, keeps serving while a
+    broken challenger is caught, and follows a rollback."""
+    with _model_server(config, log_path) as url:
+        ok = _serve_and_swap(bag, config, home, log_path, say, url)
     from mlops.serving.inference_log import inference_log_uri, read_inference_log
 
     logged = read_inference_log(inference_log_uri(config.name, config.serving.inference_log.uri), config.name)
     say(f"   the server stopped (SIGTERM) and its inference log holds {len(logged)} predictions")
     return ok and len(logged) > 0
+
+
+def _serve_and_swap(bag: Any, config: PipelineConfig, home: Path, log_path: Path, say: Any, url: str) -> bool:
+    import httpx
+    import pandas as pd
+
+    from mlops import registry
+    from mlops.deploy import rollback
+    from mlops.serving.client import LiveTraffic, wait_for_version, wait_until_ready
+
+    say(f"\n== {config.name}: the model server")
+    records = (
+        pd.read_csv(home / "landing" / config.name / "2026-01-02.csv")[config.feature_names]
+        .head(200)
+        .to_dict("records")
+    )
+    ok = True
+    if not wait_until_ready(url):
+        say("   the server did not become ready within 90 s (see the log)")
+        return False
+    served = httpx.get(f"{url}/model", timeout=5).json()["version"]
+    say(f"   1/4 `mlops serve {config.name}` on {url}: ready, serving v{served}")
+    dag = bag.get_dag(config.training_dag_id)
+    with LiveTraffic(url, records) as traffic:
+        time.sleep(2)
+        recipe = {"estimator": config.model.estimator, "params": {**config.model.params, "C": 1.0}}
+        with _quiet(log_path):
+            dag_run = dag.test(
+                run_conf={
+                    "data_uri": "landing/breast_cancer/2026-01-02.csv",
+                    "model": recipe,
+                    "reason": "demo: new recipe",
+                }
+            )
+        new = registry.alias_version(config.name, registry.CHAMPION)
+        followed = wait_for_version(url, new)
+        ok &= _outcome(dag_run)[0] == "promoted" and followed
+        say(
+            f"   2/4 a new recipe (C=1.0) passed the gate and its smoke test: champion v{new}; the server "
+            f"{'switched to it without a restart' if followed else 'did NOT follow'} [{'ok' if followed else 'UNEXPECTED'}]"
+        )
+        slow = {"estimator": "mlops_datagen.faulty.SlowClassifier", "params": {"delay_seconds": 1.5}}
+        with _quiet(log_path):
+            dag_run = dag.test(
+                run_conf={
+                    "data_uri": "landing/breast_cancer/2026-01-02.csv",
+                    "model": slow,
+                    "reason": "demo: slow model",
+                }
+            )
+        states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+        caught = states.get("gate") == "success" and states.get("deploy") == "failed"
+        still = registry.alias_version(config.name, registry.CHAMPION) == new
+        ok &= caught and still
+        version = registry.alias_version(config.name, registry.CHALLENGER)
+        reasons = registry.get_version(config.name, version).tags.get("smoke.reasons", "")
+        say(
+            f"   3/4 a slow challenger v{version} passed the gate but failed its smoke test ({reasons}); "
+            f"champion stays v{new} [{'ok' if caught and still else 'UNEXPECTED'}]"
+        )
+        with _quiet(log_path):
+            entry = rollback(config, actor="demo", reason="demo: roll back to the previous champion")
+        followed = wait_for_version(url, entry["to_version"])
+        ok &= followed
+        say(
+            f"   4/4 `mlops rollback {config.name}`: champion v{entry['from_version']} -> v{entry['to_version']}; "
+            f"the server followed [{'ok' if followed else 'UNEXPECTED'}]"
+        )
+        time.sleep(1)
+    seen = ", ".join(f"v{v}: {n}" for v, n in sorted(traffic.versions.items()))
+    p50 = sorted(traffic.latencies)[len(traffic.latencies) // 2] * 1000 if traffic.latencies else float("nan")
+    ok &= not traffic.failures
+    say(
+        f"   live traffic during all of it: {sum(traffic.versions.values())} answers ({seen}), "
+        f"{len(traffic.failures)} failed, p50 {p50:.1f} ms [{'ok' if not traffic.failures else 'UNEXPECTED'}]"
+    )
+    for failure in traffic.failures[:3]:
+        say(f"     failed: {failure}")
+    return ok
+
+
+def _replay(url: str, config: PipelineConfig, frame: Any, tag: str) -> int:
+    """Send each row to the server as one request, then its true label to /feedback; returns failures."""
+    import httpx
+
+    failures = 0
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for i, record in enumerate(frame[config.feature_names].to_dict("records")):
+            request_id = f"{tag}-{i}"
+            answer = client.post("/predict", json={"record": record}, headers={"X-Request-ID": request_id})
+            feedback = client.post(
+                "/feedback", json={"request_id": request_id, "label": int(frame[config.target].iat[i])}
+            )
+            failures += answer.status_code != 200 or feedback.status_code != 202
+    return failures
+
+
+def _wait_for_log(config: PipelineConfig, start: Any, end: Any, rows: int, timeout: float = 30.0) -> bool:
+    """Wait until the server's inference log holds ``rows`` labelled predictions of the window."""
+    from mlops.monitoring import LABEL, read_window
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        window = read_window(config, start, end)
+        if len(window) >= rows and LABEL in window.columns and window[LABEL].notna().sum() >= rows:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _monitoring_story(bag: Any, config: PipelineConfig, log_path: Path, say: Any) -> bool:
+    """Live traffic drifts; monitoring detects and explains it, requests retraining (the Asset event), the
+    retrained model passes the gate, the server follows, and the next window is fine again."""
+    from datetime import UTC, datetime
+
+    from mlops import registry
+    from mlops.serving.client import wait_for_version, wait_until_ready
+    from mlops_datagen import generate_frames
+
+    say(f"\n== {config.name}: monitoring and retraining on drift")
+    frames = [
+        frame
+        for _, frame in generate_frames(
+            config.name, batches=4, rows=400, seed=21, feature_drift=2.0, drift_from=1
+        )
+    ]
+    windows = [
+        ("traffic like the training data", "ok"),
+        ("drift injected: cells measure larger (a recalibrated device)", "warn"),
+        ("the drift goes on", "retrain"),
+    ]
+    monitoring_dag = bag.get_dag(config.monitoring_dag_id)
+    ok = True
+
+    def monitor(title: str, frame: Any, tag: str, expect: str, number: int) -> dict[str, Any]:
+        nonlocal ok
+        start = datetime.now(UTC)
+        failures = _replay(url, config, frame, tag)
+        end = datetime.now(UTC)
+        logged = _wait_for_log(config, start, end, len(frame))
+        with _quiet(log_path):
+            dag_run = monitoring_dag.test(run_conf={"start": start.isoformat(), "end": end.isoformat()})
+        outcome = {}
+        request = {}
+        for ti in dag_run.get_task_instances():
+            if ti.task_id == "analyze" and str(ti.state) == "success":
+                outcome = ti.xcom_pull(task_ids="analyze")
+            if ti.task_id == "request_retraining" and str(ti.state) == "success":
+                request = ti.xcom_pull(task_ids="request_retraining")
+        status = outcome.get("status", "failed")
+        good = status == expect and not failures and logged
+        ok &= good
+        say(
+            f"   {number}/6 {title}: {len(frame)} requests with labels -> monitoring says {status.upper()} "
+            f"[{'ok' if good else 'UNEXPECTED'}]"
+        )
+        reasons = outcome.get("reasons", [])
+        for reason in reasons[:2] + reasons[-1:] if len(reasons) > 2 else reasons:
+            say(f"       {reason if len(reason) < 160 else reason[:157] + '...'}")
+        if outcome.get("report_uri"):
+            say(f"       report: {outcome['report_uri']}")
+        return request
+
+    with _model_server(config, log_path) as url:
+        if not wait_until_ready(url):
+            say("   the server did not become ready within 90 s (see the log)")
+            return False
+        request: dict[str, Any] = {}
+        for number, ((title, expect), frame) in enumerate(zip(windows, frames, strict=False), 1):
+            request = monitor(title, frame, f"w{number}", expect, number)
+        if not request:
+            say("   no retraining was requested [UNEXPECTED]")
+            return False
+        say(f"   4/6 the Asset event {config.name}_retrain asks {config.training_dag_id} to retrain:")
+        say(
+            f"       data {request['data_uri']} ({request['training_window']}), reason: {request['reason'][:90]}"
+        )
+        before = registry.alias_version(config.name, registry.CHAMPION)
+        with _quiet(log_path):
+            # What the scheduler does on the event: a training run whose request is the event's extra.
+            dag_run = bag.get_dag(config.training_dag_id).test(run_conf={"model": None, **request})
+        outcome, detail = _outcome(dag_run)
+        new = registry.alias_version(config.name, registry.CHAMPION)
+        followed = new != before and wait_for_version(url, new)
+        ok &= outcome == "promoted" and followed
+        say(
+            f"   5/6 retrained: {detail}; the server serves v{new} "
+            f"[{'ok' if outcome == 'promoted' and followed else 'UNEXPECTED'}]"
+        )
+        monitor("the same drifted traffic, against the new champion", frames[3], "w4", "ok", 6)
+    return ok
