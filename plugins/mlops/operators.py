@@ -41,7 +41,9 @@ def retrain_asset(pipeline: str) -> Any:
     """The Asset whose events (from ``<pipeline>_monitoring``) schedule ``<pipeline>_training``."""
     from airflow.sdk import Asset
 
-    return Asset(name=f"{pipeline}_retrain", uri=f"mlops://{pipeline}/retrain", group="mlops")
+    # A name without a URI scheme: a scheme would make Airflow load every provider's URI handlers (boto3...)
+    # at each DAG parse.
+    return Asset(name=f"{pipeline}_retrain", group="mlops")
 
 
 def run_params(context: Context) -> dict[str, Any]:
