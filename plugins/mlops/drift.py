@@ -1,4 +1,4 @@
-"""Per-column drift with Evidently's own stat tests, one column at a time.
+"""Per-column drift with Evidently's own stat tests, column by column.
 
 Evidently's ``DataDriftPreset`` decides each column's drift by cleaning the column (infinities and missing values
 dropped), choosing a stat test (``get_stattest``) and calling it. Around that it computes, per column, a
@@ -123,14 +123,34 @@ def prediction_kind(config: PipelineConfig) -> Kind:
 
 
 def _clean(series: pd.Series) -> pd.Series:
-    """What Evidently tests: the column without infinities and missing values."""
+    """What Evidently tests: the column without infinities and missing values (its ``replace([-inf, inf], nan)
+    .dropna()``), without that copy when the dtype shows there is nothing to drop."""
+    import numpy as np
+    import pandas as pd
+
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        finite = np.isfinite(series.to_numpy())
+        return series if finite.all() else series[finite]
+    if isinstance(dtype, np.dtype) and dtype.kind in "iub":
+        return series  # a NumPy integer or boolean column holds neither a missing value nor an infinity
+    if isinstance(dtype, pd.CategoricalDtype) and not _has_infinity(dtype.categories):
+        return series.dropna()
+    if (
+        isinstance(dtype, np.dtype)
+        and dtype.kind == "O"
+        and pd.api.types.infer_dtype(series, skipna=True) == "string"
+    ):
+        return series.dropna()  # text only: no infinity to replace, and nothing for pandas to convert
+    return series.replace([-np.inf, np.inf], np.nan).dropna()
+
+
+def _has_infinity(values: pd.Index) -> bool:
     import numpy as np
 
-    if series.dtype.kind == "f":
-        return series[np.isfinite(series.to_numpy())]
-    if series.dtype.kind in "iub" or str(series.dtype) in ("category", "string"):
-        return series.dropna()  # cannot hold an infinity
-    return series.replace([-np.inf, np.inf], np.nan).dropna()
+    if values.dtype.kind == "f":
+        return bool(np.isinf(values.to_numpy()).any())
+    return values.dtype.kind == "O" and bool(values.isin([np.inf, -np.inf]).any())
 
 
 def _comparable(reference: pd.Series, current: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -221,7 +241,12 @@ def compute_drift(
     tests: dict[str, DriftTest | None],
     share_threshold: float = 0.5,
 ) -> DriftResult:
-    """Drift of each column in ``kinds`` (column by column: no copy of either frame is made).
+    """Drift of each column in ``kinds``, columns tested in parallel threads (no copy of either frame is made).
+
+    The heavy part of the default tests (sorting, counting) runs in NumPy and pandas without the GIL, so a few
+    threads use the cores a monitoring task has; each column's test is the same call as in a single thread.
+    Tests that draw from NumPy's global random state (``TVD``, ``empirical_mmd``) run one after the other, so
+    that their results are the ones Evidently computes.
 
     Args:
         reference: the reference rows (e.g. the champion's training sample).
@@ -229,9 +254,60 @@ def compute_drift(
         kinds: column -> ``numeric`` or ``categorical``.
         tests: column -> the test to use (None: Evidently's default choice for that column).
         share_threshold: the share of drifted columns that makes the dataset drift.
+
+    Raises:
+        ValueError: as :func:`column_drift`, for the first such column in the order of ``kinds``.
     """
-    columns = {
-        name: column_drift(name, reference[name], current[name], kind, tests.get(name))
-        for name, kind in kinds.items()
-    }
+    import importlib
+
+    # Evidently is imported, and the columns taken out of the frames (pandas caches them), in this thread only.
+    importlib.import_module("evidently.legacy.calculations.stattests")
+    jobs = [(name, reference[name], current[name], kind, tests.get(name)) for name, kind in kinds.items()]
+    serial = [job for job in jobs if _draws_global_random(job[4])]
+    parallel = [job for job in jobs if not _draws_global_random(job[4])]
+    workers = min(len(parallel), drift_workers())
+    outcomes: dict[str, ColumnDrift | Exception] = {}
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drift") as pool:
+            outcomes.update(zip([job[0] for job in parallel], pool.map(_attempt, parallel), strict=True))
+    else:
+        outcomes.update((job[0], _attempt(job)) for job in parallel)
+    outcomes.update((job[0], _attempt(job)) for job in serial)
+    columns = {}
+    for name in kinds:
+        outcome = outcomes[name]
+        if isinstance(outcome, Exception):
+            raise outcome
+        columns[name] = outcome
     return DriftResult(columns=columns, share_threshold=share_threshold)
+
+
+def _attempt(job: tuple[str, pd.Series, pd.Series, Kind, DriftTest | None]) -> ColumnDrift | Exception:
+    """One column's drift, or the error it raised (raised again in the columns' order)."""
+    try:
+        return column_drift(*job)
+    except Exception as error:  # re-raised by compute_drift, in the columns' order
+        return error
+
+
+#: Evidently stat tests that seed and draw from NumPy's global random state: never two at a time.
+_GLOBAL_RANDOM_METHODS = frozenset({"TVD", "empirical_mmd"})
+#: At most this many threads test columns at once (each holds a sorted copy of its column while it works).
+MAX_DRIFT_WORKERS = 4
+
+
+def _draws_global_random(test: DriftTest | None) -> bool:
+    return test is not None and test.method in _GLOBAL_RANDOM_METHODS
+
+
+def drift_workers() -> int:
+    """Threads for :func:`compute_drift`: the CPUs this process may use, at most ``MAX_DRIFT_WORKERS``."""
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_DRIFT_WORKERS))
