@@ -15,6 +15,9 @@
     mlops reproduce PIPELINE VERSION [--tolerance T] [--json]
                                                  rebuild a version from its lineage and compare
     mlops data generate PIPELINE --out DIR ...  write dated batches (drift, corruption on request; --help)
+    mlops stack up|down|status [--home DIR]     the production stack on 127.0.0.1, without Docker
+    mlops stack compose                          print docker-compose.yaml (generated from mlops.stack)
+    mlops stack env-file                         print an .env with fresh random secrets
 
 Airflow reads its settings when first imported, so nothing here imports it before the environment is set.
 """
@@ -213,6 +216,58 @@ def _card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stack_home(args: argparse.Namespace) -> Path:
+    return Path(args.home).expanduser().resolve() if args.home else settings.mlops_home() / "stack"
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from mlops import stack
+    from mlops.errors import StackError
+    from mlops.stack_native import NativeStack, drop_databases, env_file_text
+
+    if args.action == "compose":
+        print(stack.render_compose(), end="")
+        return 0
+    if args.action == "env-file":
+        print(env_file_text(), end="")
+        return 0
+    if args.action == "auth-file":
+        print(f"wrote {stack.write_auth_file()}")
+        return 0
+    home = _stack_home(args)
+    try:
+        if args.action == "up":
+            native = NativeStack.prepare(home, args.env_file)
+            native.up(workers=args.workers, progress=print)
+            s = native.settings
+            secrets_file = home / "stack.env"
+            print(f"Airflow  http://127.0.0.1:{s.airflow_port}  user {s.airflow_admin_user!r}, see {secrets_file}")
+            print(f"MLflow   http://127.0.0.1:{s.mlflow_port}  model server http://127.0.0.1:{s.model_port}")
+            print(f"Logs and pids in {home}; `mlops stack down --home {home}` stops it.")
+            return 0
+        native = NativeStack.load(home)
+        if args.action == "down":
+            native.down(progress=print)
+            if args.purge:
+                drop_databases(native.settings)
+                print(f"dropped databases {native.settings.airflow_db}, {native.settings.mlflow_db}")
+            return 0
+        if args.action == "env":
+            for key, value in native.client_env().items():
+                print(f"export {key}={shlex.quote(value)}")
+            return 0
+        statuses = native.status()
+        if args.json:
+            print(json.dumps([s.__dict__ for s in statuses], indent=2))
+        else:
+            for st in statuses:
+                print(f"{st.name:<22} {st.state:<10} {st.pid or '-':>7}  {st.detail}")
+        return 0 if all(st.state in ("healthy", "external") for st in statuses) else 1
+    except StackError as exc:
+        print(f"stack {args.action} failed: {exc}")
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops", description="MLOps pipelines on Apache Airflow.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -274,6 +329,32 @@ def build_parser() -> argparse.ArgumentParser:
     env = commands.add_parser("env", help="print shell exports for the airflow and mlflow CLIs")
     env.add_argument("--home", help="state folder (default: MLOPS_HOME or .mlops in the checkout)")
     env.set_defaults(func=_env)
+
+    stack_cmd = commands.add_parser(
+        "stack", help="the production stack: natively on 127.0.0.1 (up/down/status) or docker-compose.yaml"
+    ).add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("up", "start Postgres databases, Redis, S3, SMTP, MLflow, Airflow (Celery) and the model server"),
+        ("down", "stop every process `up` started"),
+        ("status", "each service's health"),
+        ("env", "shell exports for clients of the native stack (MLflow, S3, mlops)"),
+    ):
+        sub = stack_cmd.add_parser(action, help=text)
+        sub.add_argument("--home", help="state folder (default: $MLOPS_HOME/stack)")
+        sub.set_defaults(func=_stack)
+        if action == "up":
+            sub.add_argument("--env-file", default=".env", help="settings and secrets (default: .env)")
+            sub.add_argument("--workers", type=int, default=1, help="Celery workers (default 1)")
+        if action == "down":
+            sub.add_argument("--purge", action="store_true", help="also drop the two databases")
+        if action == "status":
+            sub.add_argument("--json", action="store_true")
+    for action, text in (
+        ("compose", "print docker-compose.yaml, generated from mlops.stack"),
+        ("env-file", "print an .env with fresh random secrets"),
+        ("auth-file", "write the Airflow user's password file from the environment (compose uses it)"),
+    ):
+        stack_cmd.add_parser(action, help=text).set_defaults(func=_stack)
 
     data = commands.add_parser("data", help="sample data").add_subparsers(dest="action", required=True)
     generate = data.add_parser(

@@ -67,3 +67,9 @@ class PromotionConflict(RegistryError):
     """The champion moved after the gate compared against it: promoting now would lose that update."""
 
     code = "PROMOTION_CONFLICT"
+
+
+class StackError(MlopsError):
+    """The production stack (native or compose) cannot start, stop or be described."""
+
+    code = "STACK_ERROR"

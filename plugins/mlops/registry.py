@@ -113,10 +113,11 @@ def promotion_lock(name: str) -> Iterator[None]:
     """Serialise promotions of one model so that compare-and-set cannot interleave.
 
     A SQLite or file store is locked with a lock file beside it; a Postgres store with an advisory lock in that
-    same database, which every Airflow worker reaches. For an MLflow server the lock is a lock file in
-    MLOPS_HOME, which protects promotions started from one machine only (see docs/architecture.md).
+    same database, which every Airflow worker reaches; ``MLOPS_LOCK_URI`` names another Postgres database for
+    it (the production stack's MLflow database, behind an MLflow server). Otherwise, for an MLflow server the
+    lock is a lock file in MLOPS_HOME, which protects promotions started from one machine only.
     """
-    uri = settings.tracking_uri()
+    uri = settings.lock_uri()
     parsed = urlparse(uri)
     if parsed.scheme.startswith("postgresql"):
         import zlib

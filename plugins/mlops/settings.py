@@ -45,6 +45,15 @@ def artifact_root() -> str:
     return os.environ.get("MLOPS_ARTIFACT_ROOT") or (mlops_home() / "mlartifacts").as_uri()
 
 
+def lock_uri() -> str:
+    """Where promotions take their lock (``MLOPS_LOCK_URI``; default the tracking URI).
+
+    A Postgres URI gives an advisory lock that every worker shares; the production stack points it at the
+    MLflow database, because the tracking URI there is the MLflow server's ``http://`` address.
+    """
+    return os.environ.get("MLOPS_LOCK_URI") or tracking_uri()
+
+
 def store_uri() -> str:
     """Root URI of the data store: batches, quarantine, reports (``MLOPS_STORE_URI``; file:// or s3://)."""
     return (os.environ.get("MLOPS_STORE_URI") or (mlops_home() / "store").as_uri()).rstrip("/")
