@@ -1,4 +1,4 @@
-"""A running Airflow API server with our plugin, SimpleAuthManager, a user, and real models behind it.
+"""Helpers of the Models page tests: a running Airflow API server with our plugin, SimpleAuthManager, a user, and real models behind it.
 
 The data is made the way production makes it: the breast_cancer training DAG runs twice through ``dag.test()``
 (a first batch becomes champion v1; a deliberately worse model becomes challenger v2 and is rejected by the
@@ -122,16 +122,14 @@ def _wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: 
     )
 
 
-@pytest.fixture(scope="session")
-def models_server(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelsServer]:
-    """``airflow api-server`` (SimpleAuthManager, one user) over an MLflow store with real models."""
-    root = tmp_path_factory.mktemp("models-page")
+def start_models_server(root: Path) -> Iterator[ModelsServer]:
+    """Start ``airflow api-server`` (SimpleAuthManager, one user) over an MLflow store with real models."""
     home = root / "mlops"
     home.mkdir()
     password = secrets.token_urlsafe(12)
     passwords = root / "passwords.json"
     passwords.write_text(json.dumps({USER: password}))
-    jwt_secret = secrets.token_urlsafe(32)
+    jwt_secret = secrets.token_urlsafe(64)  # HS512 wants 64 bytes or more
     port = _free_port()
     tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
     env = {
