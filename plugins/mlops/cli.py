@@ -268,6 +268,20 @@ def _stack(args: argparse.Namespace) -> int:
         return 1
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from mlops.errors import MlopsError
+    from mlops.reproduce import DIFFERENT, reproduce
+
+    name = _pipeline(args.pipeline).name
+    try:
+        result = reproduce(name, args.version, tolerance=args.tolerance, actor=f"cli:{getpass.getuser()}")
+    except MlopsError as exc:
+        print(f"cannot reproduce {name} v{args.version}: {exc}")
+        return 1
+    print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else result.summary())
+    return 1 if result.outcome == DIFFERENT else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops", description="MLOps pipelines on Apache Airflow.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -325,6 +339,17 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--html", action="store_true", help="self-contained HTML instead of Markdown")
     card.add_argument("--output", help="write to this file instead of the terminal")
     card.set_defaults(func=_card)
+
+    repro = commands.add_parser(
+        "reproduce", help="rebuild a version from its lineage and compare it with the original"
+    )
+    repro.add_argument("pipeline")
+    repro.add_argument("version", type=int)
+    repro.add_argument(
+        "--tolerance", type=float, default=1e-6, help="largest numeric difference for 'within tolerance'"
+    )
+    repro.add_argument("--json", action="store_true", help="the whole report as JSON")
+    repro.set_defaults(func=_reproduce)
 
     env = commands.add_parser("env", help="print shell exports for the airflow and mlflow CLIs")
     env.add_argument("--home", help="state folder (default: MLOPS_HOME or .mlops in the checkout)")
