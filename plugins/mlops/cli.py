@@ -15,6 +15,9 @@
     mlops reproduce PIPELINE VERSION [--tolerance T] [--json]
                                                  rebuild a version from its lineage and compare
     mlops data generate PIPELINE --out DIR ...  write dated batches (drift, corruption on request; --help)
+    mlops simulate [PIPELINE] [--windows N] [--onset K] [--feature-drift S] [--concept-drift C] ...
+                                                 replay a drifting stream through the model server and
+                                                 compare retraining policies (never, periodic, on drift)
     mlops stack up|down|status [--home DIR]     the production stack on 127.0.0.1, without Docker
     mlops stack compose                          print docker-compose.yaml (generated from mlops.stack)
     mlops stack env-file                         print an .env with fresh random secrets
@@ -216,6 +219,40 @@ def _card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from mlops.errors import MlopsError
+    from mlops.simulate import SimulationSettings, run_simulation
+
+    config = _pipeline(args.pipeline)
+    out = Path(args.out).expanduser() if args.out else settings.mlops_home() / "simulation"
+    options = SimulationSettings(
+        out=out,
+        windows=args.windows,
+        onset=args.onset,
+        feature_drift=args.feature_drift,
+        concept_drift=args.concept_drift,
+        rows_per_window=args.rows_per_window,
+        initial_rows=args.initial_rows,
+        period=args.period,
+        label_delay=args.label_delay,
+        seed=args.seed,
+        reports=args.reports,
+        check_agreement=args.check_agreement,
+        port=args.port,
+    )
+    try:
+        result = run_simulation(config, options, progress=print)
+    except MlopsError as exc:
+        print(f"simulation failed: {exc}")
+        return 1
+    print()
+    print(result.table_markdown())
+    print()
+    print(result.goals_markdown())
+    print(f"\nWrote {result.csv_path}, {result.markdown_path} and {result.plot_path}")
+    return 0
+
+
 def _stack_home(args: argparse.Namespace) -> Path:
     return Path(args.home).expanduser().resolve() if args.home else settings.mlops_home() / "stack"
 
@@ -354,6 +391,50 @@ def build_parser() -> argparse.ArgumentParser:
     env = commands.add_parser("env", help="print shell exports for the airflow and mlflow CLIs")
     env.add_argument("--home", help="state folder (default: MLOPS_HOME or .mlops in the checkout)")
     env.set_defaults(func=_env)
+
+    sim = commands.add_parser(
+        "simulate",
+        help="replay a drifting stream through the model server; compare never / periodic / on-drift retraining",
+    )
+    sim.add_argument("pipeline", nargs="?", default="demand_forecast", help="default: demand_forecast")
+    sim.add_argument(
+        "--windows", type=int, default=30, help="windows (simulated days) to replay (default 30)"
+    )
+    sim.add_argument("--onset", type=int, default=20, help="first drifted window, 0-based (default 20)")
+    sim.add_argument(
+        "--feature-drift", type=float, default=1.0, metavar="SIZE", help="input shift (default 1.0)"
+    )
+    sim.add_argument(
+        "--concept-drift",
+        type=float,
+        default=0.5,
+        metavar="SIZE",
+        help="target-rule change, 0-1 (default 0.5)",
+    )
+    sim.add_argument(
+        "--rows-per-window", type=int, default=1000, help="predictions per window (default 1000)"
+    )
+    sim.add_argument(
+        "--initial-rows", type=int, default=3000, help="the first champion's batch (default 3000)"
+    )
+    sim.add_argument(
+        "--period", type=int, default=3, help="the periodic policy retrains every N windows (default 3)"
+    )
+    sim.add_argument(
+        "--label-delay", type=int, default=1, help="windows until feedback labels arrive (default 1)"
+    )
+    sim.add_argument("--out", help="output folder (default: <MLOPS_HOME>/simulation)")
+    sim.add_argument("--seed", type=int, default=7, help="seed of the generated stream (default 7)")
+    sim.add_argument(
+        "--reports", action="store_true", help="draw Evidently's HTML report of every window (slow)"
+    )
+    sim.add_argument(
+        "--check-agreement",
+        action="store_true",
+        help="also run a plain Evidently DataDriftPreset per window and count per-feature disagreements",
+    )
+    sim.add_argument("--port", type=int, help="the model servers' port (default: a free one)")
+    sim.set_defaults(func=_simulate)
 
     stack_cmd = commands.add_parser(
         "stack", help="the production stack: natively on 127.0.0.1 (up/down/status) or docker-compose.yaml"
