@@ -20,11 +20,13 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -135,10 +137,24 @@ def load_text(run_id: str, artifact_path: str) -> str | None:
     try:
         if name not in {Path(a.path).name for a in mlflow_client.list_artifacts(run_id, folder or None)}:
             return None
-        with tempfile.TemporaryDirectory(prefix="mlops-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="mlops-") as tmp, _quiet_downloads():
             return Path(mlflow_client.download_artifacts(run_id, artifact_path, tmp)).read_text()
     except (MlflowException, OSError):
         return None
+
+
+@contextlib.contextmanager
+def _quiet_downloads() -> Iterator[None]:
+    """No MLflow download progress bar for these small reads (a card reads a dozen; the bars flood stderr)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    if key in os.environ:
+        yield
+        return
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 def versions(pipeline: str) -> list[Any]:

@@ -156,6 +156,9 @@ def test_a_person_approves_and_the_challenger_is_deployed(
     assert promoted[0]["evidence"]["approval"]["by"] == "alice"
     audit = governance.render_audit(governance.audit_report(PIPELINE), "table")
     assert "approved" in audit and "alice" in audit
+    # The card was logged after the gate and refreshed after the approval and the promotion.
+    card = governance.load_text(registry.get_version(PIPELINE, 1).run_id, "card/model_card.md")
+    assert "| approved | alice |" in card and "| promoted |" in card and "| **Status** | champion |" in card
 
 
 def test_a_rejection_and_a_timeout_keep_the_champion(
