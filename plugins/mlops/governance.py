@@ -396,7 +396,7 @@ def render_audit(records: list[VersionAudit], fmt: str = "table") -> str:
             lines.append(f"    why: {'; '.join(record.reasons)}")
         for entry in record.events:
             lines.append(
-                f"    {entry['at'][:19]:<20} {entry['event']:<20} {str(entry.get('by') or '-')[:32]:<32} {_details(entry)}".rstrip()
+                f"    {entry['at'][:19]:<20} {entry['event']:<20} {str(entry.get('by') or '-'):<32} {_details(entry)}".rstrip()
             )
     return "\n".join(lines)
 
