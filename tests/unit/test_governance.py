@@ -291,3 +291,50 @@ def test_governance_story_for_the_demo(history: History) -> None:
     said.clear()
     governance.governance_story("no_such_model", said.append)
     assert said == ["no_such_model: no registered versions yet"]
+
+
+# Approval helpers (the DAG-level behaviour is in tests/e2e/test_governance_approval.py) ---------------------
+def test_approval_requests_go_to_subscribed_routes_else_to_all() -> None:
+    from mlops.approval import approval_routes
+    from mlops.config import AlertRoute
+
+    slack = AlertRoute(channel="slack", conn_id="slack_mlops", events=["failure", "approval"])
+    email = AlertRoute(channel="email", conn_id="smtp_mlops", to=["a@example.com"])
+    assert approval_routes([slack, email]) == [slack]
+    fallback = approval_routes([email])
+    assert [r.conn_id for r in fallback] == ["smtp_mlops"] and "approval" in fallback[0].events
+    assert approval_routes([]) == []
+
+
+def test_the_approval_request_shows_the_gate_and_the_card() -> None:
+    from mlops.approval import request_body
+
+    verdict = {"challenger_version": 3, "champion_version": 2, "reasons": ["roc_auc 0.99 meets the minimum 0.9"],
+               "challenger_metrics": {"roc_auc": 0.99}, "champion_metrics": {"roc_auc": 0.98}}  # fmt: skip
+    body = request_body(PIPELINE, verdict, "1.2.0", "runs:/abc/card/model_card.html")
+    assert body.startswith("**breast_cancer v3** (1.2.0) passed the gate against champion v2.")
+    assert "- roc_auc 0.99 meets the minimum 0.9" in body and "| roc_auc | 0.9900 | 0.9800 |" in body
+    assert "`runs:/abc/card/model_card.html`" in body
+    first = request_body(
+        PIPELINE, {**verdict, "champion_version": None, "champion_metrics": None}, None, None
+    )
+    assert "against champion none (first model)" in first and "| roc_auc | 0.9900 | - |" in first
+
+
+def test_an_approval_decision_is_audited(history: History) -> None:
+    from mlops.approval import record_decision
+
+    record_decision(history.config, 3, "timed_out", None, "2026-01-01T00:00:00+00:00")
+    entry = registry.audit_trail(PIPELINE, 3)[-1]
+    assert (entry["event"], entry["by"], entry["timeout_minutes"]) == (
+        "approval_timed_out",
+        "timeout",
+        1440.0,
+    )
+    tags = registry.get_version(PIPELINE, 3).tags
+    assert (tags["approval.status"], tags["approval.by"], tags["deploy.status"]) == (
+        "timed_out",
+        "timeout",
+        "not_approved",
+    )
+    assert [r.status for r in governance.audit_report(PIPELINE)][2] == "not_approved"
