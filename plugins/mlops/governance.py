@@ -334,7 +334,7 @@ def audit_report(pipeline: str) -> list[VersionAudit]:
 
 
 def _details(entry: dict[str, Any]) -> str:
-    parts = []
+    parts = [str(entry["outcome"])] if entry.get("outcome") else []
     if entry.get("to_version") is not None:
         parts.append(f"v{entry.get('from_version') or '-'} -> v{entry['to_version']}")
     if entry.get("replaced_by") is not None:
