@@ -28,6 +28,8 @@ CARD_HTML = "card/model_card.html"
 MONITORING_SUFFIX = "-monitoring"
 NO_MONITORING = "no monitoring yet"
 
+#: Audit events with their own section; every other event of a version is its deployment history.
+OWN_SECTION = ("approval_requested", "approved", "approval_rejected", "approval_timed_out", "reproduced")
 Block = tuple  # ("p", text) | ("kv", [(key, value)]) | ("table", headers, rows) | ("list", items)
 
 
@@ -57,6 +59,7 @@ class ModelCard:
     deployment: list[dict[str, Any]] = field(default_factory=list)
     monitoring: dict[str, Any] | None = None
     lineage: dict[str, Any] = field(default_factory=dict)
+    reproductions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,6 +224,7 @@ class ModelCard:
                     ("Estimator seed", tags.get("mlops.estimator_seed", "-")),
                     ("Airflow", f"{tags.get('airflow.dag_id', '-')} / {tags.get('airflow.run_id', '-')}"),
                     ("Compared against", _against(lin.get("compared_against"))),
+                    ("Last reproduction", _reproduction_text(self.reproductions)),
                     ("Python", env.get("python") or "-"),
                     (
                         "Packages",
@@ -289,6 +293,13 @@ def _shorten(text: str, limit: int) -> str:
 
 def _against(value: Any) -> str:
     return f"v{value}" if value not in (None, "", "none") else "no champion (first model)"
+
+
+def _reproduction_text(entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return "never reproduced (mlops reproduce)"
+    last = entries[-1]
+    return f"{last.get('outcome')} ({last['at'][:19]}, run {last.get('run_id')})"
 
 
 def _monitoring_text(monitoring: dict[str, Any] | None) -> str:
@@ -398,10 +409,9 @@ def build_card(pipeline: str, version: int) -> ModelCard:
         status=record.status if record else "registered",
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         metrics=dict(run.data.metrics),
-        approvals=[e for e in trail if e["event"] in governance.APPROVALS],
-        deployment=[
-            e for e in trail if not e["event"].startswith("gate_") and e["event"] not in governance.APPROVALS
-        ],
+        approvals=[e for e in trail if e["event"] in (*governance.APPROVALS, "approval_requested")],
+        deployment=[e for e in trail if not e["event"].startswith("gate_") and e["event"] not in OWN_SECTION],
+        reproductions=[e for e in trail if e["event"] == "reproduced"],
         monitoring=latest_monitoring(pipeline, version),
         lineage=lineage,
         training_data={

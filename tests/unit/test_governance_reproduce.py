@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from mlops import governance, registry, storage, training
+from mlops import cards, governance, registry, storage, training
 from mlops.batches import ingest_batch, validate_and_file
 from mlops.cli import main
 from mlops.config import PipelineConfig
@@ -70,6 +70,9 @@ def test_a_deterministic_estimator_reproduces_identically(built: Built) -> None:
     assert (entry["outcome"], entry["run_id"], entry["by"]) == (IDENTICAL, result.run_id, "cli")
     report = json.loads(governance.load_text(result.run_id, "reproduction/report.json"))
     assert report["outcome"] == IDENTICAL
+    card = cards.build_card(PIPELINE, 1).to_markdown()
+    assert "| **Last reproduction** | identical (" in card and result.run_id in card
+    assert "reproduced" not in [e["event"] for e in cards.build_card(PIPELINE, 1).deployment]
 
 
 def test_a_changed_package_version_is_detected(built: Built) -> None:
