@@ -85,8 +85,14 @@ def code_version() -> str:
         f"include/pipelines/{PIPELINE}.yaml",
         "bench/simulation_benchmark.py",
     ]
-    dirty = git("status", "--porcelain", "--", *paths)
-    return f"`{commit}`" + (" + uncommitted changes" if dirty else "")
+    dirty = [
+        line.split(None, 1)[1]
+        for line in git("status", "--porcelain", "--", *paths).splitlines()
+        if line.strip()
+    ]
+    return f"`{commit}`" + (
+        f" + uncommitted changes in {', '.join(f'`{d}`' for d in dirty)}" if dirty else ""
+    )
 
 
 def load_average() -> str:
