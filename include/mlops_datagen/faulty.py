@@ -40,6 +40,28 @@ class SlowClassifier(ClassifierMixin, BaseEstimator):
         return self.model_.predict_proba(X)
 
 
+class SlowFitClassifier(ClassifierMixin, BaseEstimator):
+    """A logistic regression that sleeps ``fit_seconds`` before fitting: a long training run, for killing a
+    worker in the middle of one (tests/integration/test_stack.py). It predicts at full speed."""
+
+    def __init__(self, fit_seconds: float = 20.0, C: float = 1.0, max_iter: int = 1000) -> None:  # noqa: N803
+        self.fit_seconds = fit_seconds
+        self.C = C
+        self.max_iter = max_iter
+
+    def fit(self, X: Any, y: Any) -> SlowFitClassifier:  # noqa: N803 (scikit-learn's names)
+        time.sleep(self.fit_seconds)
+        self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+        return self.model_.predict(X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+        return self.model_.predict_proba(X)
+
+
 class GarbageRegressor(RegressorMixin, BaseEstimator):
     """A linear regression that is honest on calls of at least ``honest_min_rows`` rows (what the gate scores)
     and returns NaN on smaller ones (what live traffic sends): garbage only where the gate cannot see it."""

@@ -250,8 +250,9 @@ class NativeStack:
         s = self.settings
         if _tcp(s.smtp_port):
             return
-        maildir = self.home / "mail"
-        maildir.mkdir(exist_ok=True)
+        maildir = self.home / "mail"  # a Maildir: every message is a file in mail/new
+        for sub in ("cur", "new", "tmp"):
+            (maildir / sub).mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"{HOST}:{s.smtp_port}",
                 "-c", "aiosmtpd.handlers.Mailbox", str(maildir)]  # fmt: skip
         self.spawn("mailpit", argv)
