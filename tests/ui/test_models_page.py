@@ -7,6 +7,7 @@ the UI's login cookie are accepted.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import pytest
 from ui_server import PIPELINE, REPO, ModelsServer
 
 pytestmark = pytest.mark.e2e
-SCREENSHOT = REPO / "docs" / "images" / "models-page.png"
+#: The docs' screenshot is refreshed only on request (MLOPS_UPDATE_SCREENSHOT=1): a test run leaves the tree clean.
+DOCS_SCREENSHOT = REPO / "docs" / "images" / "models-page.png"
 
 
 def _get(server: ModelsServer, path: str, token: str | None = None, **kwargs: object) -> httpx.Response:
@@ -97,7 +99,7 @@ def test_a_valid_token_sees_the_models(models_server: ModelsServer, tmp_path: Pa
 
 
 @pytest.mark.browser
-def test_models_page_in_chromium(models_server: ModelsServer) -> None:
+def test_models_page_in_chromium(models_server: ModelsServer, tmp_path: Path) -> None:
     """Log in through Airflow's login page, open "Models" in the Airflow UI, check it, take the screenshot."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -148,8 +150,8 @@ def test_models_page_in_chromium(models_server: ModelsServer) -> None:
         driver.switch_to.window(driver.window_handles[0])
 
         driver.switch_to.default_content()
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        assert driver.save_screenshot(str(SCREENSHOT))
+        screenshot = DOCS_SCREENSHOT if os.environ.get("MLOPS_UPDATE_SCREENSHOT") else tmp_path / "models.png"
+        assert driver.save_screenshot(str(screenshot))
     finally:
         driver.quit()
-    assert SCREENSHOT.stat().st_size > 20_000
+    assert screenshot.stat().st_size > 20_000
