@@ -49,11 +49,19 @@ def register_version(
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise RegistryError(f"cannot create registered model '{name}': {exc.message}") from exc
-    try:
-        version = mlflow.register_model(model_uri, name, tags=tags)
-    except MlflowException as exc:
-        raise RegistryError(f"cannot register {model_uri} as a version of '{name}': {exc.message}") from exc
-    number = int(version.version)
+    # A retried task (its worker died after MLflow registered the version) finds the version it made.
+    earlier = mlflow_client.search_model_versions(f"name='{name}' and run_id='{run_id}'") if run_id else []
+    if earlier:
+        number = min(int(v.version) for v in earlier)
+        log.info("%s version %d already holds run %s: not registering it again", name, number, run_id)
+    else:
+        try:
+            version = mlflow.register_model(model_uri, name, tags=tags)
+        except MlflowException as exc:
+            raise RegistryError(
+                f"cannot register {model_uri} as a version of '{name}': {exc.message}"
+            ) from exc
+        number = int(version.version)
     mlflow_client.set_registered_model_alias(name, CHALLENGER, number)
     log.info("Registered %s as %s version %d (alias %s)", model_uri, name, number, CHALLENGER)
     from mlops import governance  # governance reads the registry: imported here, not at the top

@@ -213,7 +213,7 @@ def _secret(settings: StackSettings, target: Target, name: str, *, required: boo
     f = next(f for f in dataclasses.fields(settings) if f.name == name)
     env = f.metadata["env"]
     if target == "compose":
-        return f"${{{env}:?set {env} in .env (see .env.example)}}" if required else f"${{{env}:-}}"
+        return f"${{{env}:?set it in .env}}" if required else f"${{{env}:-}}"
     return str(getattr(settings, name))
 
 
@@ -587,7 +587,7 @@ def render_compose(settings: StackSettings | None = None) -> str:
         def ignore_aliases(self, data: Any) -> bool:
             return True
 
-    body = yaml.dump(compose_file(settings), Dumper=_Dumper, sort_keys=False, width=120)
+    body = yaml.dump(compose_file(settings), Dumper=_Dumper, sort_keys=False, width=200)
     return COMPOSE_HEADER + "\n" + body
 
 

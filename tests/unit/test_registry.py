@@ -60,6 +60,25 @@ def test_alias_version_is_none_when_missing(store_home: Path) -> None:
 
 
 @pytest.mark.unit
+def test_registering_a_run_twice_gives_its_first_version_again(store_home: Path) -> None:
+    """A retried register task (its worker died after MLflow registered) must not make a second version."""
+    import mlflow
+    import mlflow.sklearn
+    import numpy as np
+    from sklearn.dummy import DummyClassifier
+
+    mlflow.set_tracking_uri(f"sqlite:///{store_home / 'mlflow.db'}")
+    with mlflow.start_run() as run:
+        logged = mlflow.sklearn.log_model(
+            DummyClassifier().fit(np.zeros((4, 1)), [0, 1, 0, 1]), name="model", pip_requirements=[]
+        )
+    first = registry.register_version(NAME, logged.model_uri, run.info.run_id, {})
+
+    assert registry.register_version(NAME, logged.model_uri, run.info.run_id, {}) == first
+    assert len(registry.client().search_model_versions(f"name='{NAME}'")) == 1
+    assert registry.alias_version(NAME, registry.CHALLENGER) == first
+
+
 def test_register_version_of_a_missing_run_is_a_registry_error(store_home: Path) -> None:
     with pytest.raises(
         RegistryError, match="cannot register runs:/0123456789abcdef/model as a version of 'tiny'"
