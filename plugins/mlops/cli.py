@@ -277,8 +277,8 @@ def _stack(args: argparse.Namespace) -> int:
             native = NativeStack.prepare(home, args.env_file)
             native.up(workers=args.workers, progress=print)
             s = native.settings
-            secrets_file = home / "stack.env"
-            print(f"Airflow  http://127.0.0.1:{s.airflow_port}  user {s.airflow_admin_user!r}, see {secrets_file}")
+            login = f"user {s.airflow_admin_user!r}, password in {home / 'stack.env'}"
+            print(f"Airflow  http://127.0.0.1:{s.airflow_port}  {login}")
             print(f"MLflow   http://127.0.0.1:{s.mlflow_port}  model server http://127.0.0.1:{s.model_port}")
             print(f"Logs and pids in {home}; `mlops stack down --home {home}` stops it.")
             return 0
