@@ -331,6 +331,7 @@ def test_a_worker_killed_mid_training_the_task_retries_on_another_worker(
         time.sleep(0.5)
     time.sleep(3)  # well inside the 20 s fit
     killed = _worker_of(train.pid, workers)
+    assert killed in workers, f"train's pid {train.pid} is under neither worker {workers}"
     survivor = next(name for name in workers if name != killed)
     # The worker dies as with its machine: its process group and every process under it (Airflow runs the
     # task itself in a process group of its own).
