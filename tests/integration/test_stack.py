@@ -83,6 +83,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
         finally:
             native.down()
             drop_databases(native.settings)
+            import redis  # the Celery broker's client: leave no queue of ours behind in the shared Redis
+
+            s = native.settings
+            redis.Redis(host="127.0.0.1", port=s.redis_port, db=s.redis_db).delete(s.celery_queue)
 
 
 @pytest.fixture(scope="module")
