@@ -218,19 +218,26 @@ def test_cleaning_equals_evidentlys(series: pd.Series) -> None:
 
 
 @pytest.mark.unit
-def test_threads_give_the_same_result_as_one_column_after_the_other(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("workers", [2, 4])
+def test_helper_threads_give_the_same_result_as_one_column_after_the_other(
+    workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reference, current, kinds = frames(1500, 3000, seed=5)
     tests = kit_tests(kinds)
-    parallel = compute_drift(reference, current, kinds, tests)
-    monkeypatch.setattr(drift, "MAX_DRIFT_WORKERS", 1)
-    assert drift.drift_workers() == 1
-    serial = compute_drift(reference, current, kinds, tests)
-    assert parallel.to_dict() == serial.to_dict()
-    assert list(parallel.columns) == list(kinds)
+    monkeypatch.setattr(drift, "drift_workers", lambda: workers)
+    helped = compute_drift(reference, current, kinds, tests)
+    monkeypatch.setattr(drift, "drift_workers", lambda: 1)
+    alone = compute_drift(reference, current, kinds, tests)
+    assert helped.to_dict() == alone.to_dict()
+    assert list(helped.columns) == list(kinds)
 
 
 @pytest.mark.unit
-def test_the_first_unusable_column_in_order_is_reported() -> None:
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_first_unusable_column_in_order_is_reported(
+    workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(drift, "drift_workers", lambda: workers)
     reference, current, kinds = frames(1200, 1200, seed=6)
     current = current.assign(near=np.nan, count=pd.Series([None] * len(current), dtype="Int64"))
     with pytest.raises(ValueError, match="column 'near' has no usable value in the current data"):
@@ -245,3 +252,28 @@ def test_column_drift_explains_its_decision() -> None:
     assert column.drifted
     assert column.explain().startswith("shifted: wasserstein ")
     assert column.explain().endswith(">= 0.1 (drift)")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda rng, n: rng.normal(0.0, 1.0, n),
+        lambda rng, n: np.round(rng.normal(0.0, 3.0, n)),  # many ties
+        lambda rng, n: rng.choice([-0.0, 0.0, 1.5, -2.25, 7.0, 3.0, 4.0], n),  # signed zeros among ties
+        lambda rng, n: rng.poisson(12, n).astype("int64"),
+    ],
+    ids=["continuous", "ties", "signed-zeros", "int64"],
+)
+def test_wasserstein_on_the_sorted_current_side_is_evidentlys_bit_for_bit(make) -> None:
+    from evidently.legacy.calculations.stattests import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    rng = np.random.default_rng(8)
+    reference, current = pd.Series(make(rng, 3000)), pd.Series(make(rng, 5000))
+    stattest = get_stattest(reference, current, ColumnType.Numerical, "wasserstein")
+    expected = stattest(reference, current, ColumnType.Numerical, 0.1)
+    column = column_drift("x", reference, current, "numeric", DriftTest(method="wasserstein", threshold=0.1))
+    assert column.method == "wasserstein"
+    assert column.score == float(expected.drift_score)
+    assert column.drifted == bool(expected.drifted)
