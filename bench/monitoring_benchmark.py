@@ -46,13 +46,15 @@ from typing import Any
 
 from markdown_sections import write_section
 
+from mlops.config import Monitoring
+
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "monitoring"
 SEED = 20_261_127
 ROWS = 1_000_000
 REFERENCE_ROWS = 100_000
-REPORT_ROWS = 20_000  # mlops.config.Monitoring.report_rows' default
+REPORT_ROWS = Monitoring().report_rows  # the default a monitoring run draws its report from
 SPEEDUP_GOAL = 5.0  # at least 5x faster than the plain report ...
 MEMORY_GOAL = 0.5  # ... with at most half its peak memory
 QUIET_CORES = 0.3  # before each contender, wait until the machine uses at most this many cores ...

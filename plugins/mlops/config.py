@@ -390,7 +390,7 @@ class Monitoring(_Strict):
         default=100_000, ge=100, description="Training rows kept as the reference profile (a seeded sample)."
     )
     report_rows: int = Field(
-        default=20_000, ge=100, description="Rows per side that the HTML report draws (a seeded sample)."
+        default=10_000, ge=100, description="Rows per side that the HTML report draws (a seeded sample)."
     )
     drift: Drift = Drift()
     performance: Performance = Performance()
