@@ -49,6 +49,8 @@ class Reproduction:
     metrics: dict[str, dict[str, float | None]] = field(default_factory=dict)
     predictions: dict[str, Any] = field(default_factory=dict)
     tolerance: float = 1e-6
+    #: Whether the original was trained with the default seed (runs from before it existed were not).
+    seeded: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,14 +118,9 @@ def _describe_packages(differences: list[dict[str, Any]], limit: int = 4) -> str
     return ", ".join(shown) + more
 
 
-def _unseeded(config: Any) -> bool:
-    """The estimator takes a random_state and has none: two fits may differ."""
-    if config.model.params.get("random_state", "absent") is None:
-        return True
-    if "random_state" in config.model.params:
-        return False
-    seeded = training.seed_estimator(config)
-    return "random_state" in seeded.model.params  # it takes one, and the recipe (an older run) set none
+def _unseeded(config: Any, seeded: bool) -> bool:
+    """The estimator takes a random_state and was trained without one: two fits may differ."""
+    return training.estimator_seed(config, seeded=seeded) == "none"
 
 
 def compare_predictions(config: Any, original: Any, rebuilt: Any, holdout: Any) -> dict[str, Any]:
@@ -186,6 +183,7 @@ def reproduce(pipeline: str, version: int, *, tolerance: float = 1e-6, actor: st
         data=check_batches(snapshot["batches"]),
         environment=environment_differences(original_env, training.environment()) if original_env else [],
         code={"original": tags.get("mlops.code_version"), "now": commit, "dirty_now": dirty},
+        seeded="mlops.estimator_seed" in tags,
     )
     if not original_env:
         result.notes.append("the original run has no environment record: package versions cannot be compared")
@@ -236,7 +234,7 @@ def _rebuild_and_compare(result: Reproduction, config: Any, batches: list[Any], 
     import mlflow
 
     train, holdout = training.split_snapshot(config, batches)
-    model = training.build_pipeline(config)
+    model = training.build_pipeline(config, seeded=result.seeded)
     model.fit(train[config.feature_names], train[config.target])
     result.trained = True
     rebuilt_metrics = training.compute_metrics(config, model, holdout)
@@ -279,7 +277,7 @@ def _rebuild_and_compare(result: Reproduction, config: Any, batches: list[Any], 
         causes.append(f"package versions differ: {_describe_packages(result.environment)}")
     if result.code.get("original") and result.code["original"] != result.code["now"]:
         causes.append(f"code version differs: {result.code['original'][:12]} -> {result.code['now'][:12]}")
-    if _unseeded(config):
+    if _unseeded(config, result.seeded):
         causes.append(f"non-deterministic estimator: {config.model.estimator} has no random_state")
     if result.outcome == IDENTICAL:
         result.notes += [f"{cause}, yet the rebuild is identical" for cause in causes]

@@ -66,34 +66,34 @@ def effective_config(config: PipelineConfig, model_override: dict[str, Any] | No
     return config.model_copy(update={"model": spec})
 
 
-def seed_estimator(config: PipelineConfig) -> PipelineConfig:
-    """The config with ``random_state`` set to the split seed when the estimator takes one and the recipe left
-    it out, so that a rebuild gives the same model. An explicit ``random_state: null`` is kept (and recorded
-    as unseeded in the lineage)."""
+def default_seed(config: PipelineConfig) -> int | None:
+    """The ``random_state`` an estimator gets when its recipe sets none: the split seed, so that a rebuild gives
+    the same model. None when the estimator takes no ``random_state`` or the recipe sets one (``random_state:
+    null`` included: an estimator left unseeded on purpose, recorded as such in the lineage)."""
     import importlib
 
     if "random_state" in config.model.params:
-        return config
+        return None
     module_name, _, class_name = config.model.estimator.rpartition(".")
     try:
-        estimator_cls = getattr(importlib.import_module(module_name), class_name)
-        takes_seed = "random_state" in estimator_cls().get_params()
+        takes_seed = (
+            "random_state" in getattr(importlib.import_module(module_name), class_name)().get_params()
+        )
     except Exception:  # check_config_deep reports an unusable estimator with a better message
-        return config
-    if not takes_seed:
-        return config
-    spec = config.model.model_copy(
-        update={"params": {**config.model.params, "random_state": config.split.seed}}
-    )
-    return config.model_copy(update={"model": spec})
+        return None
+    return config.split.seed if takes_seed else None
 
 
-def estimator_seed(config: PipelineConfig) -> str:
-    """The estimator's ``random_state`` as recorded in the lineage: a number, ``none`` (unseeded) or ``n/a``."""
-    if "random_state" not in config.model.params:
+def estimator_seed(config: PipelineConfig, *, seeded: bool = True) -> str:
+    """The estimator's ``random_state`` as recorded in the lineage: a number, ``none`` (unseeded) or ``n/a``
+    (the estimator takes none). ``seeded``: whether :func:`build_pipeline` applied :func:`default_seed`."""
+    if "random_state" in config.model.params:
+        value = config.model.params["random_state"]
+        return "none" if value is None else str(value)
+    seed = default_seed(config)
+    if seed is None:
         return "n/a"
-    value = config.model.params["random_state"]
-    return "none" if value is None else str(value)
+    return str(seed) if seeded else "none"
 
 
 def features_fingerprint(config: PipelineConfig) -> str:
@@ -102,8 +102,11 @@ def features_fingerprint(config: PipelineConfig) -> str:
     return hashlib.sha256(",".join(described).encode()).hexdigest()[:16]
 
 
-def build_pipeline(config: PipelineConfig) -> Pipeline:
-    """Preprocessing from the feature types, then the configured estimator, as one sklearn Pipeline."""
+def build_pipeline(config: PipelineConfig, *, seeded: bool = True) -> Pipeline:
+    """Preprocessing from the feature types, then the configured estimator, as one sklearn Pipeline.
+
+    ``seeded``: give an estimator whose recipe sets no ``random_state`` the split seed (:func:`default_seed`).
+    """
     import importlib
 
     from sklearn.compose import ColumnTransformer
@@ -116,6 +119,8 @@ def build_pipeline(config: PipelineConfig) -> Pipeline:
         raise ConfigError(f"pipeline '{config.name}'", problems)
     module_name, _, class_name = config.model.estimator.rpartition(".")
     estimator = getattr(importlib.import_module(module_name), class_name)(**config.model.params)
+    if seeded and (seed := default_seed(config)) is not None:
+        estimator.set_params(random_state=seed)
     transformers = []
     if config.numeric_features:
         numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
@@ -308,7 +313,7 @@ def train_model(
     import yaml
     from mlflow.models import infer_signature
 
-    config = seed_estimator(effective_config(config, model_override))
+    config = effective_config(config, model_override)
     model = build_pipeline(config)
     batches = snapshot_for(config, batch)
     train, holdout = split_snapshot(config, batches)

@@ -144,17 +144,29 @@ def test_lineage_is_complete(history: History) -> None:
     assert run.data.tags[governance.COMPARED_AGAINST_TAG] == "1"
     assert registry.get_version(PIPELINE, 1).tags[governance.COMPARED_AGAINST_TAG] == "none"
     config = governance.logged_config(history.runs[2], PIPELINE)
-    assert config.model.params["random_state"] == 42
+    assert "random_state" not in config.model.params  # the config as written; the seed is in the lineage
+    assert run.data.tags["mlops.config_hash"] == config.config_hash
 
 
-def test_an_explicitly_unseeded_estimator_is_recorded_as_such(breast_cancer: PipelineConfig) -> None:
+def test_estimators_are_seeded_unless_the_recipe_says_otherwise(breast_cancer: PipelineConfig) -> None:
+    model = training.build_pipeline(breast_cancer)
+    assert model.named_steps["model"].random_state == breast_cancer.split.seed
+    assert training.build_pipeline(breast_cancer, seeded=False).named_steps["model"].random_state is None
+    assert training.estimator_seed(breast_cancer) == "42"
+    assert training.estimator_seed(breast_cancer, seeded=False) == "none"  # an older run, trained unseeded
     unseeded = training.effective_config(
         breast_cancer, {"params": {**breast_cancer.model.params, "random_state": None}}
     )
-    assert training.seed_estimator(unseeded).model.params["random_state"] is None
-    assert training.estimator_seed(training.seed_estimator(unseeded)) == "none"
-    dummy = training.effective_config(breast_cancer, {"estimator": "sklearn.naive_bayes.GaussianNB"})
-    assert training.estimator_seed(training.seed_estimator(dummy)) == "n/a"  # takes no seed
+    assert training.build_pipeline(unseeded).named_steps["model"].random_state is None
+    assert training.estimator_seed(unseeded) == "none"
+    pinned = training.effective_config(breast_cancer, {"params": {"random_state": 7}})
+    assert training.estimator_seed(pinned) == "7"
+    assert (
+        training.estimator_seed(
+            training.effective_config(breast_cancer, {"estimator": "sklearn.naive_bayes.GaussianNB"})
+        )
+        == "n/a"
+    )
 
 
 def test_audit_report_tells_who_decided_what_and_when(history: History) -> None:
