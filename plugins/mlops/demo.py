@@ -238,6 +238,15 @@ def run_demo(home: Path, pipelines: list[str] | None = None, keep: bool = False)
             f"{story.config.name:<18} {facts['versions']:>8} {'v' + str(facts['champion']):>9}  "
             f"{facts['verdicts']:<{width}} {facts['metric']}"
         )
+    if any(story.config.name == SERVED for story in stories):
+        from mlops.governance import governance_story
+
+        say(f"\n== {SERVED}: governance")
+        with _quiet(log_path):
+            lines: list[str] = []
+            governance_story(SERVED, lines.append)
+        for line in lines:
+            say(f"   {line}")
     say(f"\nDone in {time.monotonic() - started:.0f} s. Airflow's own output: {log_path}")
     say("Quarantined batches, validation results and reports: " + str(home / "store"))
     say("See it in the UIs:  mlops ui" + (f" --home {home}" if home != settings.mlops_home() else ""))
