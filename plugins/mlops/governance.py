@@ -92,6 +92,20 @@ def next_semver(previous: str | None, before: Fingerprint | None, now: Fingerpri
     return f"{major}.{minor}.{patch + 1}", "patch", "rebuilt with the same data and config"
 
 
+def unique_semver(semver: str, kind: str, taken: set[str]) -> str:
+    """``semver`` if no other version has it, else the next free one of the same kind: a sibling of an
+    earlier candidate (two challengers retrained from one champion) gets the next minor, major or patch."""
+    if semver not in taken:
+        return semver
+    major, minor, patch = parse_semver(semver)
+    parsed = [parse_semver(t) for t in taken]
+    if kind == "major" or kind == "initial":
+        return f"{max(p[0] for p in parsed) + 1}.0.0"
+    if kind == "minor":
+        return f"{major}.{max(p[1] for p in parsed if p[0] == major) + 1}.0"
+    return f"{major}.{minor}.{max(p[2] for p in parsed if p[:2] == (major, minor)) + 1}"
+
+
 def fingerprint(run_id: str) -> Fingerprint:
     """A training run's fingerprint, from its lineage tags (or its logged config for older runs)."""
     run = registry.client().get_run(run_id)
@@ -169,14 +183,22 @@ def assign_semver(pipeline: str, version: int) -> str:
     current = registry.get_version(pipeline, version)
     if current.tags.get(SEMVER_TAG):
         return current.tags[SEMVER_TAG]
-    earlier = [v for v in versions(pipeline) if int(v.version) < version]
+    known = versions(pipeline)
+    earlier = [v for v in known if int(v.version) < version]
     previous = earlier[-1] if earlier else None
+    # A new version continues the line of the champion it would replace (a rejected experiment in between
+    # does not make the next ordinary retrain "major"); a backfilled older version follows the one before it.
+    champion = registry.alias_version(pipeline, registry.CHAMPION)
+    if champion is not None and champion < version and all(int(v.version) <= version for v in known):
+        previous = next((v for v in earlier if int(v.version) == champion), previous)
     previous_semver = None
     before = None
     if previous is not None:
         previous_semver = previous.tags.get(SEMVER_TAG) or assign_semver(pipeline, int(previous.version))
         before = fingerprint(previous.run_id)
     semver, kind, why = next_semver(previous_semver, before, fingerprint(current.run_id))
+    taken = {v.tags.get(SEMVER_TAG) for v in earlier if v.tags.get(SEMVER_TAG)}
+    semver = unique_semver(semver, kind, taken)
     against = f" (vs v{previous.version} {previous_semver})" if previous is not None else ""
     registry.set_version_tags(
         pipeline, version, {SEMVER_TAG: semver, SEMVER_KIND_TAG: kind, SEMVER_REASON_TAG: why + against}

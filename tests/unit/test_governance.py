@@ -61,6 +61,16 @@ def test_the_first_version_is_1_0_0_and_family_names_the_change() -> None:
     assert why == "the model family changed (LogisticRegression -> DummyClassifier)"
 
 
+def test_a_taken_semantic_version_moves_to_the_next_free_one() -> None:
+    from mlops.governance import unique_semver
+
+    taken = {"1.0.0", "1.1.0", "2.0.0", "1.1.1"}
+    assert unique_semver("1.2.0", "minor", taken) == "1.2.0"
+    assert unique_semver("2.0.0", "major", taken) == "3.0.0"  # a second family change from the 1.x line
+    assert unique_semver("1.1.0", "minor", taken) == "1.2.0"  # two retrains of one champion
+    assert unique_semver("1.1.1", "patch", taken) == "1.1.2"
+
+
 def test_parse_semver_refuses_what_is_not_one() -> None:
     assert parse_semver("10.2.0") == (10, 2, 0)
     for bad in ("1.2", "v1.2.3", "1.2.x", ""):
