@@ -41,3 +41,52 @@ def write_section(path: Path, name: str, body: str) -> None:
     text = path.read_text(encoding="utf-8") if path.exists() else TITLE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(replace_section(text, name, body), encoding="utf-8")
+
+
+# The machine every benchmark states next to its figures --------------------------------------------------------
+def machine_facts(packages: tuple[str, ...] = ()) -> dict[str, str]:
+    """CPU model, logical cores, memory, OS, Python, and the version of each of ``packages``."""
+    import contextlib
+    import os
+    import platform
+    from importlib import metadata
+
+    cpu = platform.processor() or "unknown"
+    with contextlib.suppress(OSError), Path("/proc/cpuinfo").open(encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = "unknown"
+    with contextlib.suppress(OSError), Path("/proc/meminfo").open(encoding="utf-8") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    facts = {
+        "CPU": cpu,
+        "Cores (logical)": str(os.cpu_count()),
+        "Memory": memory,
+        "OS": platform.platform(),
+        "Python": platform.python_version(),
+    }
+    for package in packages:
+        try:
+            facts[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            facts[package] = "not installed"
+    return facts
+
+
+def git(repo: Path, *words: str) -> str:
+    """``git <words>`` in ``repo``: its output, or "" when git fails."""
+    import subprocess
+
+    result = subprocess.run(["git", *words], cwd=repo, capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def load_average() -> str:
+    import os
+
+    return " / ".join(f"{value:.2f}" for value in os.getloadavg())

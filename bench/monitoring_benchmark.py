@@ -28,10 +28,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -40,11 +38,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from markdown_sections import write_section
+from markdown_sections import git, load_average, machine_facts, write_section
 
 from mlops.config import Monitoring
 
@@ -660,30 +657,7 @@ def compare(plain: dict[str, Any], ours: dict[str, Any]) -> tuple[list[dict[str,
 
 
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError), Path("/proc/cpuinfo").open(encoding="utf-8") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    with contextlib.suppress(OSError), Path("/proc/meminfo").open(encoding="utf-8") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    facts = {
-        "CPU": cpu,
-        "Cores (logical)": str(os.cpu_count()),
-        "Memory": memory,
-        "OS": platform.platform(),
-        "Python": platform.python_version(),
-    }
-    for package in ("evidently", "pandas", "numpy", "scipy", "pyarrow"):
-        try:
-            facts[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            facts[package] = "not installed"
+    facts = machine_facts(("evidently", "pandas", "numpy", "scipy", "pyarrow"))
     facts["Code"] = code_version()
     return facts
 
@@ -691,17 +665,11 @@ def machine() -> dict[str, str]:
 def code_version() -> str:
     """The commit measured, and whether the measured code had uncommitted changes."""
 
-    def git(*words: str) -> str:
-        result = subprocess.run(["git", *words], cwd=REPO, capture_output=True, text=True)
-        return result.stdout.strip() if result.returncode == 0 else ""
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "plugins/mlops/drift.py", "bench/monitoring_benchmark.py")
+    commit = git(REPO, "rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git(
+        REPO, "status", "--porcelain", "--", "plugins/mlops/drift.py", "bench/monitoring_benchmark.py"
+    )
     return f"`{commit}`" + (" + uncommitted changes in `drift.py` or this script" if dirty else "")
-
-
-def load_average() -> str:
-    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def seconds(value: float) -> str:

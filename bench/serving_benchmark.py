@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import pstats
 import resource
 import shutil
@@ -41,11 +40,10 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from markdown_sections import write_section
+from markdown_sections import git, load_average, machine_facts, write_section
 
 REPO = Path(__file__).resolve().parent.parent
 PIPELINES_DIR = REPO / "include" / "pipelines"
@@ -979,31 +977,8 @@ def diagnose(
 
 
 def machine(wrk: str) -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError), Path("/proc/cpuinfo").open(encoding="utf-8") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    with contextlib.suppress(OSError), Path("/proc/meminfo").open(encoding="utf-8") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
+    facts = machine_facts(("mlflow", "uvicorn", "fastapi", "starlette", "scikit-learn", "numpy", "pandas"))
     version = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.splitlines()
-    facts = {
-        "CPU": cpu,
-        "Cores (logical)": str(os.cpu_count()),
-        "Memory": memory,
-        "OS": platform.platform(),
-        "Python": platform.python_version(),
-    }
-    for package in ("mlflow", "uvicorn", "fastapi", "starlette", "scikit-learn", "numpy", "pandas"):
-        try:
-            facts[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            facts[package] = "not installed"
     facts["wrk"] = version[0].split(" Copyright")[0] if version else "unknown"
     facts["Code"] = code_version()
     facts["`OPENBLAS_CORETYPE`"] = os.environ.get("OPENBLAS_CORETYPE", "(unset)")
@@ -1013,17 +988,9 @@ def machine(wrk: str) -> dict[str, str]:
 def code_version() -> str:
     """The commit measured, and whether the serving code had uncommitted changes."""
 
-    def git(*words: str) -> str:
-        result = subprocess.run(["git", *words], cwd=REPO, capture_output=True, text=True)
-        return result.stdout.strip() if result.returncode == 0 else ""
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "plugins/mlops/serving", "plugins/mlops/cli.py")
+    commit = git(REPO, "rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git(REPO, "status", "--porcelain", "--", "plugins/mlops/serving", "plugins/mlops/cli.py")
     return f"`{commit}`" + (" + uncommitted changes in `plugins/mlops/serving`" if dirty else "")
-
-
-def load_average() -> str:
-    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 # --- the report ------------------------------------------------------------------------------------------------

@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from markdown_sections import write_section
+from markdown_sections import git, load_average, machine_facts, write_section
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
@@ -33,27 +30,7 @@ PIPELINE = "demand_forecast"
 
 
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or "unknown"
-    with Path("/proc/cpuinfo").open(encoding="utf-8") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    with Path("/proc/meminfo").open(encoding="utf-8") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    facts = {
-        "CPU": cpu,
-        "Cores (logical)": str(os.cpu_count()),
-        "Memory": memory,
-        "OS": platform.platform(),
-        "Python": platform.python_version(),
-    }
-    for package in ("mlflow", "evidently", "scikit-learn", "pandas"):
-        facts[package] = metadata.version(package)
+    facts = machine_facts(("mlflow", "evidently", "scikit-learn", "pandas"))
     facts["Code"] = code_version()
     return facts
 
@@ -61,11 +38,7 @@ def machine() -> dict[str, str]:
 def code_version() -> str:
     """The commit measured, and whether the measured code had uncommitted changes."""
 
-    def git(*words: str) -> str:
-        result = subprocess.run(["git", *words], cwd=REPO, capture_output=True, text=True)
-        return result.stdout.strip() if result.returncode == 0 else ""
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    commit = git(REPO, "rev-parse", "--short", "HEAD") or "unknown"
     # What a simulation runs: the core it calls, the server, the generator and the config (not, say, the stack).
     core = (
         "simulate",
@@ -88,16 +61,12 @@ def code_version() -> str:
     ]
     dirty = [
         line.split(None, 1)[1]
-        for line in git("status", "--porcelain", "--", *paths).splitlines()
+        for line in git(REPO, "status", "--porcelain", "--", *paths).splitlines()
         if line.strip()
     ]
     return f"`{commit}`" + (
         f" + uncommitted changes in {', '.join(f'`{d}`' for d in dirty)}" if dirty else ""
     )
-
-
-def load_average() -> str:
-    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def interpretation(result: Any) -> str:
