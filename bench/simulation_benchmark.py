@@ -101,7 +101,8 @@ def interpretation(result: Any) -> str:
         lines.append(
             f"- Window {window.window} (v{window.champion_version}): {features} drifted (share "
             f"{window.drift_share:.0%}; dataset drift needs {share:.0%}), {prediction}: **{window.decision}**"
-            + (f", retrained: gate {window.gate}" if window.retrained else "")
+            + (f", retrained: {window.gate}" if window.retrained else "")
+            + (f" ({window.gate_reasons})" if window.retrained and window.gate_reasons else "")
             + "."
         )
     lines.append(

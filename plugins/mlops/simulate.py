@@ -40,10 +40,7 @@ import json
 import logging
 import math
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -96,6 +93,7 @@ CSV_COLUMNS = (
     "retrained",
     "retrain_rows",
     "gate",
+    "gate_reasons",
     "new_version",
     "champion_version",
     "agreement_compared",
@@ -351,25 +349,14 @@ def write_config(config: PipelineConfig, folder: Path) -> Path:
 def model_server(config: PipelineConfig, log_path: Path, timeout: float = 120.0) -> Iterator[str]:
     """``mlops serve`` as a subprocess on ``config.serving.port`` with this process's environment; stopped
     with SIGTERM (it flushes its inference log) on exit. Yields its URL once it is ready."""
-    from mlops.serving.client import wait_until_ready
+    from mlops.serving.client import serve_subprocess, wait_until_ready
 
-    url = config.server_url
-    command = [sys.executable, "-m", "mlops.cli", "serve", config.name, "--port", str(config.serving.port)]
-    with log_path.open("ab") as server_log:
-        server = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT, env=os.environ.copy())
-    try:
+    with serve_subprocess(config.name, config.serving.port, log_path, host=config.serving.host) as url:
         if not wait_until_ready(url, timeout=timeout):
             raise SimulationError(
-                f"the model server ({' '.join(command)}) was not ready within {timeout:g} s; see {log_path}"
+                f"the model server of {config.name} on {url} was not ready within {timeout:g} s; see {log_path}"
             )
         yield url
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 class Replayer:
@@ -506,6 +493,7 @@ class WindowResult:
     retrained: bool = False
     retrain_rows: int = 0
     gate: str = ""
+    gate_reasons: str = ""  # why a retraining did not serve: the gate's failed checks, or the failure
     new_version: int | None = None
     agreement_compared: int | None = None
     agreement_disagreements: list[str] | None = None
@@ -533,6 +521,7 @@ class WindowResult:
             "retrained": int(self.retrained),
             "retrain_rows": self.retrain_rows,
             "gate": self.gate,
+            "gate_reasons": self.gate_reasons,
             "new_version": self.new_version or "",
             "champion_version": self.champion_version,
             "agreement_compared": "" if self.agreement_compared is None else self.agreement_compared,
@@ -847,7 +836,7 @@ class PolicyRunner:
             data_uri = retrain_batch(self.config, start, end, stamp=f"window-{index:03d}")
         except MonitoringError as exc:
             result.gate = "no_labels"
-            result.reasons.append(str(exc))
+            result.gate_reasons = str(exc)
             return
         reason = f"simulation ({self.policy}): window {index}"
         if self.policy == DRIFT:
@@ -855,6 +844,7 @@ class PolicyRunner:
         deployment = train_and_deploy(self.config, data_uri, reason, window, trigger=self.policy)
         result.retrain_rows = deployment.rows
         result.gate = deployment.status
+        result.gate_reasons = "" if deployment.promoted else deployment.detail
         result.new_version = deployment.version
         if deployment.promoted and not wait_for_version(self.config.server_url, deployment.version):
             raise SimulationError(f"the model server did not switch to v{deployment.version} within 60 s")

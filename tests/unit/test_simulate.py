@@ -1,6 +1,6 @@
 """The simulation's pure parts: settings, the two clocks, the stream, the config it serves, the summary and the
 goals, the agreement parser, and the outputs. The full replay through the model server is in
-``tests/e2e/test_simulate.py``."""
+``tests/e2e/test_simulation_policies.py``."""
 
 from __future__ import annotations
 
