@@ -261,7 +261,6 @@ def run_demo(home: Path, pipelines: list[str] | None = None, keep: bool = False)
 @contextlib.contextmanager
 def _model_server(config: PipelineConfig, log_path: Path) -> Iterator[str]:
     """``mlops serve <pipeline>`` in a subprocess (its output in the log); yields its URL; SIGTERM at the end."""
-    import signal
     import socket
 
     port = config.serving.port
@@ -271,19 +270,10 @@ def _model_server(config: PipelineConfig, log_path: Path) -> Iterator[str]:
         except OSError:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-    mlops_bin = Path(sys.executable).parent / "mlops"
-    with log_path.open("ab") as server_log:
-        server = subprocess.Popen(
-            [str(mlops_bin), "serve", config.name, "--port", str(port)], stdout=server_log, stderr=server_log
-        )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    from mlops.serving.client import serve_subprocess
+
+    with serve_subprocess(config.name, port, log_path, stop_timeout=30) as url:
+        yield url
 
 
 def _serving_story(bag: Any, config: PipelineConfig, home: Path, log_path: Path, say: Any) -> bool:

@@ -5,11 +5,39 @@ Used by the demo and the end-to-end tests; handy in a notebook too.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+
+@contextlib.contextmanager
+def serve_subprocess(
+    pipeline: str, port: int, log_path: Path, *, host: str = "127.0.0.1", stop_timeout: float = 60.0
+) -> Iterator[str]:
+    """``mlops serve <pipeline> --port <port>`` in a subprocess with this process's environment, its output
+    appended to ``log_path``; yields its URL at once (see :func:`wait_until_ready`). On exit it gets SIGTERM,
+    so it finishes in-flight requests and flushes its inference log, and is killed after ``stop_timeout``."""
+    command = [sys.executable, "-m", "mlops.cli", "serve", pipeline, "--port", str(port)]
+    with log_path.open("ab") as server_log:
+        server = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=stop_timeout)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def wait_until_ready(url: str, timeout: float = 90.0) -> bool:
