@@ -204,3 +204,52 @@ def test_drift_is_detected_explained_and_retrained_once(
     assert task_states(rejected)["gate_rejected"] == "success" and champion(PIPELINE) == 2
     assert webhook_server.wait_for_requests(1)
     assert "drift persists, retrained model rejected" in webhook_server.requests[-1].text
+
+
+def test_empty_window_corrupted_log_and_missing_reference(
+    airflow_db: Path,
+    mlops_home: Path,
+    tmp_path: Path,
+    bc_batches: dict[str, Path],
+    webhook_server: WebhookServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mlops import registry
+    from mlops.config import load_config
+    from mlops.serving.inference_log import inference_log_uri
+
+    pipelines = _config_dir(tmp_path)
+    monkeypatch.setenv("MLOPS_PIPELINES_DIR", str(pipelines))
+    config = load_config(pipelines / f"{PIPELINE}.yaml")
+    bag = parse_dags()
+    training = bag.get_dag(f"{PIPELINE}_training")
+    first = training.test(run_conf={"data_uri": str(bc_batches["first"]), "model": None, "reason": ""})
+    assert first.state == "success"
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_MLOPS", webhook_server.slack_connection())
+
+    # Nothing served in the window: a clear "no data", not a failure, and no alert.
+    dag_run, states, outcome = _monitor(bag, DAY, DAY + timedelta(days=1))
+    assert dag_run.state == "success", states
+    assert outcome["status"] == "no_data" and "0 predictions" in outcome["reasons"][0]
+    assert not webhook_server.requests
+
+    # A corrupted part of the log: the run fails, the alert names the file; nothing is skipped silently.
+    _serve(config, _frames(0.0, 1, seed=13)[0], DAY + timedelta(days=1), "ok", None)
+    root = Path(inference_log_uri(PIPELINE).removeprefix("file://"))
+    broken = root / "predictions" / f"pipeline={PIPELINE}" / "date=2026-11-02" / "part-broken.parquet"
+    broken.write_bytes(b"PAR1 this is not parquet")
+    dag_run, states, _ = _monitor(bag, DAY + timedelta(days=1), DAY + timedelta(days=2))
+    assert dag_run.state == "failed" and states["analyze"] == "failed"
+    assert webhook_server.wait_for_requests(1)
+    assert "part-broken.parquet" in webhook_server.requests[0].text
+    broken.unlink()
+    webhook_server.requests.clear()
+
+    # The champion's reference is gone: a clear error and an alert.
+    run_id = registry.get_version(PIPELINE, 1).run_id
+    artifact_dir = Path(registry.client().get_run(run_id).info.artifact_uri.removeprefix("file://"))
+    (artifact_dir / "monitoring" / "reference.parquet").unlink()
+    dag_run, states, _ = _monitor(bag, DAY + timedelta(days=1), DAY + timedelta(days=2))
+    assert dag_run.state == "failed" and states["analyze"] == "failed"
+    assert webhook_server.wait_for_requests(1)
+    assert "no reference for model version 1" in webhook_server.requests[0].text
