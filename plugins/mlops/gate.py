@@ -126,36 +126,50 @@ def evaluate_gate(
     for rule, _primary in _rules(gate):
         metric = rule.metric
         value = challenger.get(metric)
-        lower = metric in LOWER_IS_BETTER
         if value is None or value != value:  # missing or NaN
             checks.append(
                 Check(metric, "available", False, f"{metric} could not be computed for the challenger")
             )
             continue
         if rule.threshold is not None:
-            ok = value <= rule.threshold if lower else value >= rule.threshold
-            bound = "maximum" if lower else "minimum"
-            relation = ("within" if ok else "above") if lower else ("meets" if ok else "below")
-            checks.append(
-                Check(
-                    metric, "threshold", ok, f"{metric} {value:.4f} {relation} the {bound} {rule.threshold:g}"
-                )
-            )
+            checks.append(threshold_check(metric, value, rule.threshold))
         if champion is not None and rule.max_regression is not None and champion.get(metric) is not None:
-            reference = champion[metric]
-            worsening = (value - reference) if lower else (reference - value)
-            ok = worsening <= rule.max_regression + 1e-12
-            change = "better" if worsening < 0 else ("worse" if worsening > 0 else "equal")
-            checks.append(
-                Check(
-                    metric,
-                    "regression",
-                    ok,
-                    f"{metric} {value:.4f} vs champion {reference:.4f}: {abs(worsening):.4f} {change}"
-                    f" (largest allowed regression {rule.max_regression:g})",
-                )
-            )
+            checks.append(regression_check(metric, value, champion[metric], rule.max_regression))
     return all(c.passed for c in checks), checks
+
+
+def threshold_check(
+    metric: str, value: float, threshold: float, *, rule: str = "threshold", where: str = ""
+) -> Check:
+    """``value`` against its worst acceptable value (a maximum for lower-is-better metrics, else a minimum)."""
+    lower = metric in LOWER_IS_BETTER
+    ok = value <= threshold if lower else value >= threshold
+    bound = "maximum" if lower else "minimum"
+    relation = ("within" if ok else "above") if lower else ("meets" if ok else "below")
+    return Check(metric, rule, ok, f"{metric} {value:.4f} {relation} the {bound} {threshold:g}{where}")
+
+
+def regression_check(
+    metric: str,
+    value: float,
+    reference: float,
+    max_regression: float,
+    *,
+    rule: str = "regression",
+    where: str = "",
+) -> Check:
+    """``value`` against the champion's ``reference``: worse by at most ``max_regression`` (metric units)."""
+    lower = metric in LOWER_IS_BETTER
+    worsening = (value - reference) if lower else (reference - value)
+    ok = worsening <= max_regression + 1e-12
+    change = "better" if worsening < 0 else ("worse" if worsening > 0 else "equal")
+    return Check(
+        metric,
+        rule,
+        ok,
+        f"{metric} {value:.4f} vs champion {reference:.4f}{where}: {abs(worsening):.4f} {change}"
+        f" (largest allowed regression {max_regression:g})",
+    )
 
 
 def run_gate(config: PipelineConfig, challenger_version: int) -> Verdict:

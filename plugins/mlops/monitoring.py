@@ -486,15 +486,26 @@ def decide(
     )
 
 
-def retrain_batch(config: PipelineConfig, start: datetime, end: datetime, stamp: str | None = None) -> str:
-    """Write the labelled live rows of ``[start, end)`` as a Parquet training batch; return its URI.
+def retrain_batch(
+    config: PipelineConfig,
+    start: datetime,
+    end: datetime,
+    stamp: str | None = None,
+    *,
+    reader: Callable[[datetime, datetime], pd.DataFrame] | None = None,
+) -> str:
+    """Write the labelled live rows of ``[start, end)`` as a training batch; return its URI.
+
+    Args:
+        reader: reads a range of the log (default :func:`read_window`); pass the one :func:`decide` counted
+            the labels with, so the range is read once.
 
     Raises:
         MonitoringError: there is no labelled row in that range.
     """
     import io
 
-    window = read_window(config, start, end)
+    window = (reader or (lambda s, e: read_window(config, s, e)))(start, end)
     labelled = window[window[LABEL].notna()] if LABEL in window.columns else window.iloc[0:0]
     if labelled.empty:
         raise MonitoringError(
@@ -516,11 +527,28 @@ def retrain_batch(config: PipelineConfig, start: datetime, end: datetime, stamp:
     return uri
 
 
-def count_labels(config: PipelineConfig) -> Callable[[datetime, datetime], int]:
-    """A ``count_labels`` for :func:`decide` that reads the inference log."""
+def window_reader(
+    config: PipelineConfig, known: dict[tuple[datetime, datetime], pd.DataFrame] | None = None
+) -> Callable[[datetime, datetime], pd.DataFrame]:
+    """:func:`read_window` that reads each range once (``known``: ranges already read)."""
+    cache = dict(known or {})
+
+    def read(start: datetime, end: datetime) -> pd.DataFrame:
+        if (start, end) not in cache:
+            cache[(start, end)] = read_window(config, start, end)
+        return cache[(start, end)]
+
+    return read
+
+
+def count_labels(
+    config: PipelineConfig, reader: Callable[[datetime, datetime], pd.DataFrame] | None = None
+) -> Callable[[datetime, datetime], int]:
+    """A ``count_labels`` for :func:`decide` that reads the inference log (through ``reader`` if given)."""
+    read = reader or window_reader(config)
 
     def count(start: datetime, end: datetime) -> int:
-        window = read_window(config, start, end)
+        window = read(start, end)
         return int(window[LABEL].notna().sum()) if LABEL in window.columns else 0
 
     return count
@@ -774,12 +802,13 @@ def monitor_window(
     analysis = analyze_window(
         config, window, reference, start=start, end=end, model_version=champion, model=model, holdout=holdout
     )
-    decision = decide(analysis, load_history(config), config.monitoring.retrain, count_labels(config))
+    reader = window_reader(config, {(start, end): window})
+    decision = decide(analysis, load_history(config), config.monitoring.retrain, count_labels(config, reader))
     data_uri = None
     extra = {}
     if decision.status == "retrain":
         assert decision.retrain_start is not None and decision.retrain_end is not None
-        data_uri = retrain_batch(config, decision.retrain_start, decision.retrain_end)
+        data_uri = retrain_batch(config, decision.retrain_start, decision.retrain_end, reader=reader)
         extra[TAG_DATA_URI] = data_uri
     run = record_window(
         config, analysis, decision, window=window, reference=reference, extra_tags=extra, report=report

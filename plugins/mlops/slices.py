@@ -16,7 +16,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from mlops.config import LOWER_IS_BETTER, Gate, PipelineConfig, SliceRule
+from mlops.config import Gate, PipelineConfig, SliceRule
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,14 +99,13 @@ def evaluate_slices(
     gate: Gate, challenger: list[SliceMetrics], champion: list[SliceMetrics] | None
 ) -> list[Check]:
     """Apply ``gate.slices`` and ``gate.fairness`` to per-slice metrics. Every message names the slice."""
-    from mlops.gate import Check
+    from mlops.gate import Check, regression_check, threshold_check
 
     checks: list[Check] = []
     by_label = {(s.feature, s.label): s for s in champion or []}
     rules = {rule.feature: rule for rule in gate.slices}
     for rule in gate.slices:
         metric = rule.metric or gate.primary_metric
-        lower = metric in LOWER_IS_BETTER
         for part in (s for s in challenger if s.feature == rule.feature):
             why_not = _measurable(rule.min_rows, part, metric)
             if why_not:
@@ -114,33 +113,27 @@ def evaluate_slices(
                 continue
             value = part.metrics[metric]
             if rule.threshold is not None:
-                ok = value <= rule.threshold if lower else value >= rule.threshold
-                bound = "maximum" if lower else "minimum"
-                relation = ("within" if ok else "above") if lower else ("meets" if ok else "below")
                 checks.append(
-                    Check(
+                    threshold_check(
                         metric,
-                        "slice",
-                        ok,
-                        f"{metric} {value:.4f} {relation} the {bound} {rule.threshold:g} on slice {part.label} "
-                        f"(n={part.rows})",
+                        value,
+                        rule.threshold,
+                        rule="slice",
+                        where=f" on slice {part.label} (n={part.rows})",
                     )
                 )
             reference = by_label.get((part.feature, part.label))
             if rule.max_regression is not None and reference is not None:
                 if _measurable(rule.min_rows, reference, metric):
                     continue
-                before = reference.metrics[metric]
-                worsening = (value - before) if lower else (before - value)
-                ok = worsening <= rule.max_regression + 1e-12
-                change = "better" if worsening < 0 else ("worse" if worsening > 0 else "equal")
                 checks.append(
-                    Check(
+                    regression_check(
                         metric,
-                        "slice_regression",
-                        ok,
-                        f"{metric} {value:.4f} vs champion {before:.4f} on slice {part.label}: "
-                        f"{abs(worsening):.4f} {change} (largest allowed regression {rule.max_regression:g})",
+                        value,
+                        reference.metrics[metric],
+                        rule.max_regression,
+                        rule="slice_regression",
+                        where=f" on slice {part.label}",
                     )
                 )
     if gate.fairness is not None:
