@@ -12,6 +12,7 @@ import pytest
 import yaml
 from dagtools import REPO, champion, parse_dags, task_states
 from receivers import SmtpServer, WebhookServer
+from served import log_served
 
 pytestmark = pytest.mark.e2e
 PIPELINE = "breast_cancer"
@@ -49,30 +50,18 @@ def _frames(drift: float, count: int, seed: int) -> list[Any]:
     ]
 
 
-def _serve(config: Any, frame: Any, day: datetime, tag: str, label_delay: timedelta | None) -> None:
-    """Log what the champion answers for ``frame`` as the model server does, and the labels that come later."""
-    from mlops import monitoring, registry
-    from mlops.serving.inference_log import InferenceLog
+def _with_a_champion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: Path) -> tuple[Any, Any, Any]:
+    """The test's pipeline config in place, its DAGs parsed, and champion v1 trained on ``batch``."""
+    from mlops.config import load_config
 
-    version = registry.alias_version(PIPELINE, registry.CHAMPION)
-    model = monitoring.load_champion_model(config, version)
-    predictions = model.predict(frame[config.feature_names])
-    log = InferenceLog.from_config(config)
-    log.log_predictions(
-        {
-            "time": day + timedelta(minutes=i),
-            "request_id": f"{tag}-{i}",
-            "model_version": version,
-            "route": "champion",
-            "inputs": {name: float(frame[name].iat[i]) for name in config.feature_names},
-            "prediction": int(predictions[i]),
-        }
-        for i in range(len(frame))
-    )
-    if label_delay is not None:
-        for i in range(len(frame)):
-            log.log_feedback(f"{tag}-{i}", int(frame[config.target].iat[i]), day + label_delay)
-    log.close()
+    pipelines = _config_dir(tmp_path)
+    monkeypatch.setenv("MLOPS_PIPELINES_DIR", str(pipelines))
+    bag = parse_dags()
+    assert not bag.import_errors, bag.import_errors
+    training = bag.get_dag(f"{PIPELINE}_training")
+    first = training.test(run_conf={"data_uri": str(batch), "model": None, "reason": ""})
+    assert first.state == "success" and champion(PIPELINE) == 1
+    return load_config(pipelines / f"{PIPELINE}.yaml"), bag, training
 
 
 def _monitor(bag: Any, start: datetime, end: datetime) -> tuple[Any, dict[str, str], dict[str, Any]]:
@@ -113,23 +102,14 @@ def test_drift_is_detected_explained_and_retrained_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from mlops import registry
-    from mlops.config import load_config
 
-    pipelines = _config_dir(tmp_path)
-    monkeypatch.setenv("MLOPS_PIPELINES_DIR", str(pipelines))
-    config = load_config(pipelines / f"{PIPELINE}.yaml")
-    bag = parse_dags()
-    assert not bag.import_errors, bag.import_errors
     before = len(_asset_events())
-
-    training = bag.get_dag(f"{PIPELINE}_training")
-    first = training.test(run_conf={"data_uri": str(bc_batches["first"]), "model": None, "reason": ""})
-    assert first.state == "success" and champion(PIPELINE) == 1
+    config, bag, training = _with_a_champion(tmp_path, monkeypatch, bc_batches["first"])
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_MLOPS", webhook_server.slack_connection())
     monkeypatch.setenv("AIRFLOW_CONN_SMTP_MLOPS", smtp_server.uri)
 
     # A window like the training data: ok, no alert, no retraining; a report and a summary in MLflow.
-    _serve(config, _frames(0.0, 1, seed=11)[0], DAY, "w1", timedelta(hours=30))
+    log_served(config, _frames(0.0, 1, seed=11)[0], DAY, "w1", timedelta(hours=30))
     dag_run, states, outcome = _monitor(bag, DAY, DAY + timedelta(days=1))
     assert dag_run.state == "success", states
     assert outcome["status"] == "ok", outcome["reasons"]
@@ -153,7 +133,7 @@ def test_drift_is_detected_explained_and_retrained_once(
 
     # Drift: the first drifted window warns (1 of the 2 needed) and says which features moved.
     drifted = _frames(2.0, 4, seed=12)
-    _serve(config, drifted[0], DAY + timedelta(days=1), "w2", timedelta(hours=30))
+    log_served(config, drifted[0], DAY + timedelta(days=1), "w2", timedelta(hours=30))
     dag_run, states, outcome = _monitor(bag, DAY + timedelta(days=1), DAY + timedelta(days=2))
     assert outcome["status"] == "warn" and states["request_retraining"] == "skipped"
     assert any("1 of the 2" in reason for reason in outcome["reasons"])
@@ -165,7 +145,7 @@ def test_drift_is_detected_explained_and_retrained_once(
     smtp_server.messages.clear()
 
     # The second in a row: retrain. The Asset event carries the data, the reason and the training window.
-    _serve(config, drifted[1], DAY + timedelta(days=2), "w3", timedelta(hours=30))
+    log_served(config, drifted[1], DAY + timedelta(days=2), "w3", timedelta(hours=30))
     dag_run, states, outcome = _monitor(bag, DAY + timedelta(days=2), DAY + timedelta(days=3))
     assert outcome["status"] == "retrain", outcome["reasons"]
     assert states["request_retraining"] == "success"
@@ -180,10 +160,10 @@ def test_drift_is_detected_explained_and_retrained_once(
     smtp_server.messages.clear()
 
     # Still drifted (the retrained model is not serving yet): a new streak starts, then meets the cooldown.
-    _serve(config, drifted[2], DAY + timedelta(days=3), "w4", timedelta(hours=30))
+    log_served(config, drifted[2], DAY + timedelta(days=3), "w4", timedelta(hours=30))
     dag_run, states, outcome = _monitor(bag, DAY + timedelta(days=3), DAY + timedelta(days=4))
     assert outcome["status"] == "warn" and any("1 of the 2" in r for r in outcome["reasons"])
-    _serve(config, drifted[3], DAY + timedelta(days=4), "w5", timedelta(hours=30))
+    log_served(config, drifted[3], DAY + timedelta(days=4), "w5", timedelta(hours=30))
     dag_run, states, outcome = _monitor(bag, DAY + timedelta(days=4), DAY + timedelta(days=5))
     assert outcome["status"] == "warn" and any("cooldown until" in r for r in outcome["reasons"])
     assert len(_asset_events()) == before + 1  # exactly one retraining
@@ -215,16 +195,9 @@ def test_empty_window_corrupted_log_and_missing_reference(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from mlops import registry
-    from mlops.config import load_config
     from mlops.serving.inference_log import inference_log_uri
 
-    pipelines = _config_dir(tmp_path)
-    monkeypatch.setenv("MLOPS_PIPELINES_DIR", str(pipelines))
-    config = load_config(pipelines / f"{PIPELINE}.yaml")
-    bag = parse_dags()
-    training = bag.get_dag(f"{PIPELINE}_training")
-    first = training.test(run_conf={"data_uri": str(bc_batches["first"]), "model": None, "reason": ""})
-    assert first.state == "success"
+    config, bag, _ = _with_a_champion(tmp_path, monkeypatch, bc_batches["first"])
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_MLOPS", webhook_server.slack_connection())
 
     # Nothing served in the window: a clear "no data", not a failure, and no alert.
@@ -234,7 +207,7 @@ def test_empty_window_corrupted_log_and_missing_reference(
     assert not webhook_server.requests
 
     # A corrupted part of the log: the run fails, the alert names the file; nothing is skipped silently.
-    _serve(config, _frames(0.0, 1, seed=13)[0], DAY + timedelta(days=1), "ok", None)
+    log_served(config, _frames(0.0, 1, seed=13)[0], DAY + timedelta(days=1), "ok", None)
     root = Path(inference_log_uri(PIPELINE).removeprefix("file://"))
     broken = root / "predictions" / f"pipeline={PIPELINE}" / "date=2026-11-02" / "part-broken.parquet"
     broken.write_bytes(b"PAR1 this is not parquet")

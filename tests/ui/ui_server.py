@@ -58,28 +58,14 @@ def _free_port() -> int:
 
 def _serve_window(config: Any, start: datetime) -> None:
     """Log what the champion answers for a drifted window, as the model server does."""
-    from mlops import monitoring, registry
-    from mlops.serving.inference_log import InferenceLog
+    from served import log_served
+
     from mlops_datagen import generate_frames
 
     ((_, frame),) = generate_frames(
         PIPELINE, batches=1, rows=WINDOW_ROWS, seed=21, feature_drift=2.0, drift_from=0
     )
-    version = registry.alias_version(PIPELINE, registry.CHAMPION)
-    predictions = monitoring.load_champion_model(config, version).predict(frame[config.feature_names])
-    log = InferenceLog.from_config(config)
-    log.log_predictions(
-        {
-            "time": start + timedelta(minutes=i),
-            "request_id": f"ui-{i}",
-            "model_version": version,
-            "route": "champion",
-            "inputs": {name: float(frame[name].iat[i]) for name in config.feature_names},
-            "prediction": int(predictions[i]),
-        }
-        for i in range(len(frame))
-    )
-    log.close()
+    log_served(config, frame, start, "ui")
 
 
 def seed_models(landing: Path) -> None:
