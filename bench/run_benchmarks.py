@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -34,7 +33,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from markdown_sections import write_section
+from markdown_sections import load_average, machine_facts, write_section
 
 REPO = Path(__file__).resolve().parent.parent
 DAGS_DIR = REPO / "dags"
@@ -362,30 +361,7 @@ def measure_demo() -> DemoResult:
 
 def machine() -> dict[str, str]:
     """CPU model, cores, memory, OS, Python and Airflow version of this machine."""
-    cpu = platform.processor() or "unknown"
-    with Path("/proc/cpuinfo").open(encoding="utf-8") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    with Path("/proc/meminfo").open(encoding="utf-8") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    return {
-        "CPU": cpu,
-        "Cores (logical)": str(os.cpu_count()),
-        "Memory": memory,
-        "OS": platform.platform(),
-        "Python": platform.python_version(),
-        "Airflow": metadata.version("apache-airflow"),
-    }
-
-
-def load_average() -> str:
-    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+    return {**machine_facts(), "Airflow": metadata.version("apache-airflow")}
 
 
 # --- the report ---------------------------------------------------------------------------------------------
