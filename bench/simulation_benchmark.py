@@ -20,59 +20,52 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from markdown_sections import git, load_average, machine_facts, write_section
+from benchlib.machine import load_average, machine_facts
+from benchlib.repo import BENCHMARKS_MD, PIPELINES_DIR, REPO, commit, dirty_paths, scrub_environ
+from benchlib.sections import write_section
+from benchlib.tables import machine_table
 
-REPO = Path(__file__).resolve().parent.parent
-DOC = REPO / "docs" / "benchmarks.md"
 IMAGE = REPO / "docs" / "images" / "simulation.png"
 SECTION = "simulation"
 PIPELINE = "demand_forecast"
 
 
 def machine() -> dict[str, str]:
+    """The machine table's facts: the machine, the versions of the main libraries, the code measured."""
     facts = machine_facts(("mlflow", "evidently", "scikit-learn", "pandas"))
     facts["Code"] = code_version()
     return facts
 
 
-def code_version() -> str:
-    """The commit measured, and whether the measured code had uncommitted changes."""
+#: What a simulation runs: the kit's layers below the Airflow shell and the UI (the simulation, the server, the
+#: monitoring, the registry, the training, the data, the config), the generator and the pipeline's config.
+MEASURED = (
+    *(
+        f"plugins/mlops/{name}"
+        for name in ("config", "core", "data", "ml", "registry", "monitoring", "services", "serving")
+    ),
+    "plugins/mlops/errors.py",
+    "plugins/mlops/tooling/simulation",
+    "plugins/mlops/tooling/cli.py",
+    "include/mlops_datagen/__init__.py",
+    "include/mlops_datagen/demand.py",
+    f"include/pipelines/{PIPELINE}.yaml",
+    "bench/simulation_benchmark.py",
+)
 
-    commit = git(REPO, "rev-parse", "--short", "HEAD") or "unknown"
-    # What a simulation runs: the core it calls, the server, the generator and the config (not, say, the stack).
-    core = (
-        "simulate",
-        "monitoring",
-        "drift",
-        "training",
-        "registry",
-        "gate",
-        "deploy",
-        "batches",
-        "validation",
-    )
-    paths = [
-        *(f"plugins/mlops/{name}.py" for name in (*core, "config", "storage", "settings", "smoke", "cli")),
-        "plugins/mlops/serving",
-        "include/mlops_datagen/__init__.py",
-        "include/mlops_datagen/demand.py",
-        f"include/pipelines/{PIPELINE}.yaml",
-        "bench/simulation_benchmark.py",
-    ]
-    dirty = [
-        line.split(None, 1)[1]
-        for line in git(REPO, "status", "--porcelain", "--", *paths).splitlines()
-        if line.strip()
-    ]
-    return f"`{commit}`" + (
+
+def code_version() -> str:
+    """The commit measured, and whether the measured code had uncommitted changes (which files)."""
+    dirty = dirty_paths(MEASURED)
+    return f"`{commit()}`" + (
         f" + uncommitted changes in {', '.join(f'`{d}`' for d in dirty)}" if dirty else ""
     )
 
 
 def interpretation(result: Any) -> str:
     """What the run shows, from its numbers: the margins before the onset, the trigger, the trade-off."""
-    from mlops.drift import PREDICTION, drift_tests
-    from mlops.simulate import DRIFT, PERIODIC
+    from mlops.ml.drift import PREDICTION, drift_tests
+    from mlops.tooling.simulation import DRIFT, PERIODIC
 
     settings, config = result.settings, result.config
     drift = result.runs[DRIFT].windows
@@ -137,7 +130,7 @@ def interpretation(result: Any) -> str:
 
 def repeatability(results: list[Any]) -> str:
     """One line per seed: the detection figures and the goals."""
-    from mlops.simulate import DRIFT, NEVER, PERIODIC
+    from mlops.tooling.simulation import DRIFT, NEVER, PERIODIC
 
     metric = results[0].metric
     lines = [
@@ -167,7 +160,7 @@ def repeatability(results: list[Any]) -> str:
 
 def misses(results: list[Any]) -> str:
     """Why a goal was missed, from the runs: the alarms before the onset with their reasons, the numbers."""
-    from mlops.simulate import DRIFT
+    from mlops.tooling.simulation import DRIFT
 
     lines = []
     for result in results:
@@ -191,8 +184,8 @@ def misses(results: list[Any]) -> str:
 
 def false_alarm_note(results: list[Any]) -> str:
     """How close chance comes to the thresholds, against what the shift produces, over every seed."""
-    from mlops.drift import PREDICTION, drift_tests
-    from mlops.simulate import DRIFT
+    from mlops.ml.drift import PREDICTION, drift_tests
+    from mlops.tooling.simulation import DRIFT
 
     noise, signal, effects, alarms = 0.0, [], [], 0
     for result in results:
@@ -225,8 +218,9 @@ def false_alarm_note(results: list[Any]) -> str:
 def section(
     results: list[Any], facts: dict[str, str], started: str, loads: tuple[str, str], image: str
 ) -> str:
+    """The Markdown of section ``simulation``."""
     result = results[0]
-    table = "\n".join(["| Machine | |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in facts.items())])
+    table = machine_table(facts, loads)
     missed = [(r.settings.seed, g.text) for r in results for g in r.goals if not g.met]
     verdict = (
         f"Every goal is met, with every seed ({', '.join(str(r.settings.seed) for r in results)})."
@@ -248,7 +242,6 @@ monitoring reads the server's inference log. How the simulation works and how to
 which prints the same tables and writes `simulation.csv`, `simulation.md` and `simulation.png`).
 
 {table}
-| Load average (1/5/15 min) at start / end | {loads[0]} — {loads[1]} |
 
 ### Settings
 
@@ -292,6 +285,7 @@ Total: {result.seconds:.0f} s for the three policies.
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Simulate once per seed, rewrite section ``simulation``; 1 when a goal is missed with any seed."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -306,17 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
 
     home = Path(tempfile.mkdtemp(prefix="mlops-simulation-bench-"))
-    for key in list(os.environ):
-        if key.startswith(("MLOPS_", "MLFLOW_")):
-            del os.environ[key]
+    scrub_environ(("MLOPS_", "MLFLOW_"))
     os.environ["MLOPS_HOME"] = str(home)
-    os.environ["MLOPS_PIPELINES_DIR"] = str(REPO / "include" / "pipelines")
+    os.environ["MLOPS_PIPELINES_DIR"] = str(PIPELINES_DIR)
 
     from mlops.config import load_config
-    from mlops.simulate import SimulationSettings, run_simulation
+    from mlops.tooling.simulation import SimulationSettings, run_simulation
 
     out = Path(args.out) if args.out else home / "simulation"
-    config = load_config(REPO / "include" / "pipelines" / f"{PIPELINE}.yaml")
+    config = load_config(PIPELINES_DIR / f"{PIPELINE}.yaml")
     started, load_start = datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), load_average()
     facts = machine()
     results = []
@@ -331,8 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         IMAGE.parent.mkdir(parents=True, exist_ok=True)
         assert results[0].plot_path is not None
         shutil.copyfile(results[0].plot_path, IMAGE)
-        write_section(DOC, SECTION, section(results, facts, started, loads, "images/simulation.png"))
-        print(f"Wrote section '{SECTION}' of {DOC} and {IMAGE}")
+        write_section(
+            BENCHMARKS_MD, SECTION, section(results, facts, started, loads, "images/simulation.png")
+        )
+        print(f"Wrote section '{SECTION}' of {BENCHMARKS_MD} and {IMAGE}")
     if not args.out:
         shutil.rmtree(home, ignore_errors=True)
     return 0 if all(goal.met for result in results for goal in result.goals) else 1

@@ -5,7 +5,7 @@ file, the field and what is allowed, so that ``airflow dags list-import-errors``
 pipeline's DAG is missing.
 """
 
-from mlops.dag_factory import config_problems
+from mlops.airflow.dag_factory import config_problems
 from mlops.errors import ConfigError
 
 if problems := config_problems():

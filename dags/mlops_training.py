@@ -3,6 +3,6 @@
 A broken YAML file drops only its own DAG; ``mlops_config_errors.py`` reports why.
 """
 
-from mlops.dag_factory import build_dags
+from mlops.airflow.dag_factory import build_dags
 
 globals().update(build_dags())

@@ -6,10 +6,13 @@ Each test that touches MLflow or the data store gets its own MLOPS_HOME through 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,6 +33,72 @@ os.environ.update(
     }
 )
 (_SESSION_DIR / "mlops").mkdir(parents=True, exist_ok=True)
+
+
+#: Every test has exactly one of these (pyproject.toml describes them); ``unit`` is held to its promise below.
+LAYERS = ("unit", "service", "e2e", "integration", "browser")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers are enforced at collection: a test with no layer marker, or with two, stops the run."""
+    wrong = []
+    for item in items:
+        layers = [name for name in LAYERS if item.get_closest_marker(name) is not None]
+        if len(layers) != 1:
+            wrong.append(f"{item.nodeid}: {', '.join(layers) or 'no layer marker'}")
+    if wrong:
+        raise pytest.UsageError(
+            f"every test needs exactly one of the markers {', '.join(LAYERS)}:\n  " + "\n  ".join(wrong)
+        )
+
+
+class UnitBoundaryError(AssertionError):
+    """A ``unit`` test reached outside its process: the network, Postgres or Airflow's database."""
+
+
+def _refuse_network(original: Any) -> Any:
+    def connect(sock: socket.socket, address: Any) -> Any:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            raise UnitBoundaryError(
+                f"a unit test connected to {address!r}: mark it 'service' (real local services) or 'e2e'"
+            )
+        return original(sock, address)
+
+    return connect
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_in_process(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """A ``unit`` test fails when it opens a TCP connection (any host: Postgres, an S3 or SMTP server, a model
+    server), needs Airflow's metadata database, or runs SQL against it."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    if "airflow_db" in request.fixturenames:
+        raise UnitBoundaryError(
+            "a unit test uses Airflow's metadata database (fixture airflow_db): mark it 'e2e'"
+        )
+    monkeypatch.setattr(socket.socket, "connect", _refuse_network(socket.socket.connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", _refuse_network(socket.socket.connect_ex))
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    airflow_home = os.environ["AIRFLOW_HOME"]
+
+    def refuse_airflow_db(connection: Any, *_: Any) -> None:
+        url = connection.engine.url
+        if url.get_backend_name() == "postgresql" or airflow_home in str(url.database or ""):
+            raise UnitBoundaryError(
+                f"a unit test ran SQL on {url.render_as_string()}: mark it 'service' or 'e2e'"
+            )
+
+    event.listen(Engine, "before_cursor_execute", refuse_airflow_db)
+    try:
+        yield
+    finally:
+        event.remove(Engine, "before_cursor_execute", refuse_airflow_db)
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +126,6 @@ import receivers  # noqa: E402  (tests/ is on sys.path; Airflow's env must be se
 
 smtp_server = receivers.smtp_server
 webhook_server = receivers.webhook_server
+
+# Pipeline configs, generated batches, a moto S3 server and fresh MLflow stores, for every folder of tests.
+pytest_plugins = ["shared_fixtures"]

@@ -14,7 +14,8 @@ def log_served(
 ) -> None:
     """One prediction a minute from ``start``, request ids ``<tag>-<i>``; with ``label_delay``, each row's true
     label (``config.target``) arrives that long after ``start``."""
-    from mlops import monitoring, registry
+    from mlops import registry
+    from mlops.monitoring import store as monitoring
     from mlops.serving.inference_log import InferenceLog
 
     version = registry.alias_version(config.name, registry.CHAMPION)

@@ -24,6 +24,8 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
+from mlops_datagen.seeding import seeded_generator
+
 TARGET = "units_sold"
 DEFAULT_ROWS = 3000
 WINDOW_DAYS = 28
@@ -123,27 +125,5 @@ def make_batch(
     )
 
 
-def make_batches(
-    dates: list[date],
-    *,
-    rows: int | None = None,
-    seed: int = 7,
-    feature_drift: float = 0.0,
-    concept_drift: float = 0.0,
-    drift_from: int = 0,
-) -> list[pd.DataFrame]:
-    """One frame per date; batch ``i`` depends only on ``seed``, ``i`` and its date."""
-    rows = DEFAULT_ROWS if rows is None else rows
-    batches = []
-    for index, batch_date in enumerate(dates):
-        drifted = index >= drift_from
-        batches.append(
-            make_batch(
-                rows,
-                batch_date,
-                rng=np.random.default_rng([seed, index]),
-                feature_drift=feature_drift if drifted else 0.0,
-                concept_drift=concept_drift if drifted else 0.0,
-            )
-        )
-    return batches
+#: One frame per date; batch ``i`` depends only on ``seed``, ``i`` and its date.
+make_batches = seeded_generator(make_batch, DEFAULT_ROWS, dated=True)

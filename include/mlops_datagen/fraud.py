@@ -16,11 +16,12 @@ Drift:
 
 from __future__ import annotations
 
-from datetime import date
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+
+from mlops_datagen.seeding import seeded_generator
 
 TARGET = "is_fraud"
 DEFAULT_ROWS = 4000
@@ -150,26 +151,5 @@ def make_batch(
     )
 
 
-def make_batches(
-    dates: list[date],
-    *,
-    rows: int | None = None,
-    seed: int = 7,
-    feature_drift: float = 0.0,
-    concept_drift: float = 0.0,
-    drift_from: int = 0,
-) -> list[pd.DataFrame]:
-    """One frame per date; batch ``i`` depends only on ``seed`` and ``i`` (not on how many are made)."""
-    rows = DEFAULT_ROWS if rows is None else rows
-    batches = []
-    for index, _ in enumerate(dates):
-        drifted = index >= drift_from
-        batches.append(
-            make_batch(
-                rows,
-                rng=np.random.default_rng([seed, index]),
-                feature_drift=feature_drift if drifted else 0.0,
-                concept_drift=concept_drift if drifted else 0.0,
-            )
-        )
-    return batches
+#: One frame per date; batch ``i`` depends only on ``seed`` and ``i`` (not on how many are made).
+make_batches = seeded_generator(make_batch, DEFAULT_ROWS, dated=False)

@@ -73,3 +73,9 @@ class StackError(MlopsError):
     """The production stack (native or compose) cannot start, stop or be described."""
 
     code = "STACK_ERROR"
+
+
+class MonitoringError(MlopsError):
+    """Monitoring cannot run: the reference is missing, the log cannot be read, nothing is in production."""
+
+    code = "MONITORING_ERROR"

@@ -16,7 +16,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
 HEAVY = ("pandas", "numpy", "sklearn", "mlflow", "great_expectations", "evidently", "boto3", "scipy")
-pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +25,7 @@ def dagbag() -> Any:
     return DagBag(dag_folder=str(REPO / "dags"))
 
 
+@pytest.mark.unit
 def test_every_dag_file_imports_without_errors(dagbag: Any) -> None:
     assert dagbag.import_errors == {}
     assert {"breast_cancer_training", "fraud_detection_training", "demand_forecast_training"} <= set(
@@ -33,8 +33,9 @@ def test_every_dag_file_imports_without_errors(dagbag: Any) -> None:
     )
 
 
+@pytest.mark.unit
 def test_every_dag_has_tags_owner_docs_params_and_failure_callbacks(dagbag: Any) -> None:
-    from mlops.alerts import FailureAlert
+    from mlops.airflow.alerts import FailureAlert
 
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags and "mlops" in dag.tags, dag_id
@@ -57,16 +58,23 @@ def test_every_dag_has_tags_owner_docs_params_and_failure_callbacks(dagbag: Any)
             assert any(isinstance(cb, FailureAlert) for cb in callbacks), (dag_id, task.task_id)
 
 
+@pytest.mark.unit
 def test_training_dag_shape(dagbag: Any) -> None:
     dag = dagbag.dags["fraud_detection_training"]
     assert dag.get_task("ingest").downstream_task_ids == {"validate"}
     assert dag.get_task("validate").downstream_task_ids == {"train"}
     assert dag.get_task("register").downstream_task_ids == {"gate"}
     assert dag.get_task("gate").downstream_task_ids == {"deploy", "gate_rejected"}
-    assert dag.schedule is not None or dag.timetable is not None
+    # The YAML's cron schedule or a retraining request (Asset event), whichever comes first.
+    assert repr(dag.timetable.timetable) == (
+        "CronTriggerTimetable(expression='0 2 * * *', timezone='UTC', interval=datetime.timedelta(0), "
+        "run_immediately=False)"
+    )
+    assert [asset.name for asset in dag.timetable.asset_condition.objects] == ["fraud_detection_retrain"]
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
+@pytest.mark.unit
 def test_dag_files_import_nothing_heavy(dag_file: Path) -> None:
     """Airflow parses DAG files constantly: importing one must load none of the ML libraries."""
     code = textwrap.dedent(
@@ -83,6 +91,7 @@ def test_dag_files_import_nothing_heavy(dag_file: Path) -> None:
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
+@pytest.mark.unit
 def test_a_broken_config_breaks_only_its_own_pipeline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -111,6 +120,7 @@ def test_a_broken_config_breaks_only_its_own_pipeline(
     )
 
 
+@pytest.mark.e2e
 def test_airflow_cli_reports_no_import_errors(airflow_db: Path) -> None:
     """`airflow dags reserialize` then `airflow dags list-import-errors`, as a user would type them."""
     airflow = str(Path(sys.executable).parent / "airflow")

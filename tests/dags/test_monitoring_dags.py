@@ -21,7 +21,7 @@ def dagbag() -> Any:
 
 
 def test_each_pipeline_has_a_monitoring_dag_and_training_listens_for_retraining(dagbag: Any) -> None:
-    from airflow.timetables.assets import AssetOrTimeSchedule
+    from airflow.sdk import AssetOrTimeSchedule
 
     for name in ("breast_cancer", "fraud_detection", "demand_forecast"):
         dag = dagbag.dags[f"{name}_monitoring"]
@@ -39,7 +39,7 @@ def test_each_pipeline_has_a_monitoring_dag_and_training_listens_for_retraining(
 
 
 def test_a_retraining_request_overrides_the_params_of_an_asset_triggered_run() -> None:
-    from mlops.operators import run_params
+    from mlops.airflow.operators import run_params
 
     older = SimpleNamespace(timestamp=datetime(2026, 11, 1, tzinfo=UTC), extra={"data_uri": "s3://old"})
     newer = SimpleNamespace(

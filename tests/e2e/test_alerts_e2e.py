@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from receivers import SmtpServer, WebhookServer
 
-from mlops.alerts import FailureAlert
+from mlops.airflow.alerts import FailureAlert
 from mlops.config import AlertRoute
 
 pytestmark = pytest.mark.e2e
@@ -147,7 +147,9 @@ def test_failure_without_connections_is_logged_and_the_run_still_ends(
 
     assert dag_run.state == "failed"
     ours = [
-        r.getMessage() for r in caplog.records if r.name == "mlops.alerts" and r.levelno == logging.WARNING
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "mlops.airflow.alerts" and r.levelno == logging.WARNING
     ]
     assert sum("connection 'slack_mlops' is not defined" in m for m in ours) == 2  # task and DAG level
     assert any(f"ValueError: {ERROR}" in m and "Task: train" in m for m in ours)

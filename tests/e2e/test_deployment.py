@@ -70,7 +70,7 @@ def test_a_challenger_returning_garbage_is_caught_by_the_smoke_test(
 def test_the_rollback_dag_restores_the_previous_champion_and_the_history_shows_it(
     dagbag: Any, bc_batches: dict[str, Path], mlops_home: Path
 ) -> None:
-    from mlops.deploy import history
+    from mlops.services.deploy import history
 
     assert _train(dagbag, {"data_uri": str(bc_batches["first"])})[0].state == "success"
     assert _train(dagbag, {"data_uri": str(bc_batches["second"])})[0].state == "success"

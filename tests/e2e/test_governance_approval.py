@@ -51,7 +51,7 @@ def _run(
 ) -> tuple[Any, dict[str, str], dict[str, Any]]:
     """dag.test() here (it needs the main thread for its signals); ``respond`` runs in a thread once the
     approve task waits, answers it and returns what it saw meanwhile."""
-    from mlops.dag_factory import build_training_dag
+    from mlops.airflow.dag_factory import build_training_dag
 
     _prepare_main_thread()
     dag = build_training_dag(config)
@@ -114,7 +114,7 @@ def _answer(ti: Any, option: str, user: str) -> None:
 
 
 def test_dag_shape_is_unchanged_unless_approval_is_required() -> None:
-    from mlops.dag_factory import build_training_dag
+    from mlops.airflow.dag_factory import build_training_dag
 
     plain = build_training_dag(load_config(REPO / "include" / "pipelines" / "breast_cancer.yaml"))
     assert "approve" not in plain.task_ids
@@ -129,7 +129,8 @@ def test_dag_shape_is_unchanged_unless_approval_is_required() -> None:
 def test_a_person_approves_and_the_challenger_is_deployed(
     airflow_db: Path, mlops_home: Path, bc_batches: dict[str, Path]
 ) -> None:
-    from mlops import governance, registry
+    from mlops import registry
+    from mlops.registry import governance
 
     def approve(ti: Any) -> dict[str, Any]:
         seen = {
@@ -167,7 +168,8 @@ def test_a_rejection_and_a_timeout_keep_the_champion(
     from airflow.jobs.job import Job
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
 
-    from mlops import cards, registry
+    from mlops import registry
+    from mlops.registry import cards
 
     def answer(option: str, user: str) -> Callable[[Any], dict[str, Any]]:
         def respond(ti: Any) -> dict[str, Any]:

@@ -195,7 +195,7 @@ def test_empty_window_corrupted_log_and_missing_reference(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from mlops import registry
-    from mlops.serving.inference_log import inference_log_uri
+    from mlops.data.inference_log import inference_log_uri
 
     config, bag, _ = _with_a_champion(tmp_path, monkeypatch, bc_batches["first"])
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_MLOPS", webhook_server.slack_connection())

@@ -55,7 +55,7 @@ def test_sigterm_under_load_loses_no_answered_request(
 ) -> None:
     import pandas as pd
 
-    from mlops.serving.inference_log import inference_log_uri, read_inference_log
+    from mlops.data.inference_log import inference_log_uri, read_inference_log
 
     dag = parse_dags().get_dag(f"{PIPELINE}_training")
     assert (

@@ -18,11 +18,13 @@ import pandas as pd
 import pytest
 import uvicorn
 
-from mlops import registry, training
-from mlops.batches import ingest_batch
+from mlops import registry
 from mlops.config import PipelineConfig, load_config
+from mlops.data.batches import ingest_batch
+from mlops.data.inference_log import read_inference_log
+from mlops.ml import training
 from mlops.serving.app import create_app
-from mlops.serving.inference_log import InferenceLog, read_inference_log
+from mlops.serving.inference_log import InferenceLog
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -139,24 +141,7 @@ async def _traffic_while_swapping(url: str, records: list[dict[str, float]]) -> 
             await asyncio.sleep(0.1)
 
         async def client(number: int) -> None:
-            rng = random.Random(number)
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    response = await http.post("/predict", json={"record": rng.choice(records)})
-                except httpx.HTTPError as exc:
-                    answers.append(Answer(number, started, 0, None, repr(exc)))
-                    continue
-                body = response.json()
-                answers.append(
-                    Answer(
-                        number,
-                        started,
-                        response.status_code,
-                        body.get("model_version"),
-                        body.get("request_id"),
-                    )
-                )
+            await _predict_until(stop, http, records, number, answers)
 
         async def swap(version: int) -> float:
             await asyncio.to_thread(
@@ -185,7 +170,7 @@ def test_sigterm_finishes_the_requests_in_flight_and_writes_the_inference_log(st
     import subprocess
     import sys
 
-    from mlops.serving.inference_log import inference_log_uri
+    from mlops.data.inference_log import inference_log_uri
 
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
@@ -240,25 +225,8 @@ async def _traffic_until_sigterm(url: str, records: list[dict[str, float]], proc
             await asyncio.sleep(0.2)
 
         async def client(number: int) -> None:
-            rng = random.Random(number)
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    response = await http.post("/predict", json={"record": rng.choice(records)})
-                except httpx.TransportError:
-                    answers.append(Answer(number, started, 0, None, None))
-                    await asyncio.sleep(0.01)
-                    continue
-                body = response.json()
-                answers.append(
-                    Answer(
-                        number,
-                        started,
-                        response.status_code,
-                        body.get("model_version"),
-                        body.get("request_id"),
-                    )
-                )
+            # Refused once the server stops accepting: recorded as status 0, then a short pause.
+            await _predict_until(stop, http, records, number, answers, refused_pause=0.01)
 
         clients = [asyncio.create_task(client(n)) for n in range(8)]
         await asyncio.sleep(1.0)
@@ -267,3 +235,29 @@ async def _traffic_until_sigterm(url: str, records: list[dict[str, float]], proc
         stop.set()
         await asyncio.gather(*clients)
     return answers
+
+
+async def _predict_until(
+    stop: asyncio.Event,
+    http: httpx.AsyncClient,
+    records: list[dict[str, float]],
+    number: int,
+    answers: list[Answer],
+    *,
+    refused_pause: float = 0.0,
+) -> None:
+    """One client: random records to ``/predict`` until ``stop``; every answer (status 0 when the request
+    failed in transport) goes to ``answers``."""
+    rng = random.Random(number)
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            response = await http.post("/predict", json={"record": rng.choice(records)})
+        except httpx.HTTPError as exc:
+            answers.append(Answer(number, started, 0, None, repr(exc)))
+            await asyncio.sleep(refused_pause)
+            continue
+        body = response.json()
+        answers.append(
+            Answer(number, started, response.status_code, body.get("model_version"), body.get("request_id"))
+        )

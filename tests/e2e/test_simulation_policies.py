@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mlops.config import PipelineConfig, RowCount, load_config
-from mlops.simulate import DRIFT, NEVER, PERIODIC, SimulationSettings, run_simulation
+from mlops.tooling.simulation import DRIFT, NEVER, PERIODIC, SimulationSettings, run_simulation
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]

@@ -29,7 +29,7 @@ import pytest
 import yaml
 from receivers import free_port
 
-from mlops.stack_native import NativeStack, drop_databases
+from mlops.tooling.stack_native import NativeStack, drop_databases
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,6 @@ import jwt
 import pytest
 from ui_server import PIPELINE, REPO, ModelsServer
 
-pytestmark = pytest.mark.e2e
 #: The docs' screenshot is refreshed only on request (MLOPS_UPDATE_SCREENSHOT=1): a test run leaves the tree clean.
 DOCS_SCREENSHOT = REPO / "docs" / "images" / "models-page.png"
 
@@ -33,6 +32,7 @@ def _resigned(token: str, secret: str, **claims: object) -> str:
     return jwt.encode(payload, secret, algorithm=header["alg"])
 
 
+@pytest.mark.e2e
 def test_anonymous_requests_are_refused(models_server: ModelsServer) -> None:
     response = _get(models_server, "/mlops/api/models")
     assert response.status_code == 401 and response.json() == {"detail": "Not authenticated"}
@@ -43,6 +43,7 @@ def test_anonymous_requests_are_refused(models_server: ModelsServer) -> None:
     assert "Gate verdict" not in report.text
 
 
+@pytest.mark.e2e
 def test_forged_and_expired_tokens_are_refused(models_server: ModelsServer) -> None:
     token = models_server.token()
     forged = _resigned(token, "not-the-servers-secret-" + "x" * 64, sub="admin", role="admin")
@@ -64,6 +65,7 @@ def test_forged_and_expired_tokens_are_refused(models_server: ModelsServer) -> N
     assert page.status_code == 303 and page.headers["location"].startswith("/auth/login")
 
 
+@pytest.mark.e2e
 def test_a_valid_token_sees_the_models(models_server: ModelsServer, tmp_path: Path) -> None:
     token = models_server.token()
     response = _get(models_server, "/mlops/api/models", token)

@@ -72,8 +72,8 @@ def seed_models(landing: Path) -> None:
     """Champion v1, rejected challenger v2 and one monitored window, in the current MLOPS_HOME."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from mlops import monitoring
     from mlops.config import load_config
+    from mlops.services import monitor as monitoring
     from mlops_datagen import generate_batches
 
     first, second = generate_batches(PIPELINE, landing, batches=2, seed=7)

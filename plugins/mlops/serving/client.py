@@ -1,6 +1,7 @@
 """Client-side helpers for a running model server: wait for it, and send it steady live traffic.
 
-Used by the demo and the end-to-end tests; handy in a notebook too.
+Used by the demo, the simulation and the end-to-end tests; handy in a notebook too. :func:`wait_until` is the
+one polling loop of the kit (tenacity underneath): the stack's health checks use it too.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
 
 @contextlib.contextmanager
@@ -26,7 +28,7 @@ def serve_subprocess(
     """``mlops serve <pipeline> --port <port>`` in a subprocess with this process's environment, its output
     appended to ``log_path``; yields its URL at once (see :func:`wait_until_ready`). On exit it gets SIGTERM,
     so it finishes in-flight requests and flushes its inference log, and is killed after ``stop_timeout``."""
-    command = [sys.executable, "-m", "mlops.cli", "serve", pipeline, "--port", str(port)]
+    command = [sys.executable, "-m", "mlops.tooling.cli", "serve", pipeline, "--port", str(port)]
     with log_path.open("ab") as server_log:
         server = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT, env=os.environ.copy())
     try:
@@ -40,30 +42,47 @@ def serve_subprocess(
             server.wait()
 
 
+def wait_until(
+    condition: Callable[[], bool],
+    timeout: float,
+    interval: float,
+    *,
+    ignore: tuple[type[Exception], ...] = (),
+) -> bool:
+    """Call ``condition`` every ``interval`` seconds until it returns true (True) or ``timeout`` passes (False).
+
+    An exception of a type in ``ignore`` counts as false (the server is not up yet); any other ends the wait
+    and propagates.
+
+    >>> wait_until(lambda: True, timeout=1, interval=0.1)
+    True
+    """
+    retrying = Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(interval),
+        retry=retry_if_result(lambda done: not done) | retry_if_exception_type(ignore),
+        retry_error_callback=lambda _state: False,
+    )
+    return bool(retrying(condition))
+
+
 def wait_until_ready(url: str, timeout: float = 90.0) -> bool:
     """Poll ``GET /ready`` until the server answers 200 (a champion is loaded) or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    return False
+    with httpx.Client(base_url=url, timeout=2) as client:
+        return wait_until(
+            lambda: client.get("/ready").status_code == 200, timeout, interval=0.3, ignore=(httpx.HTTPError,)
+        )
 
 
 def wait_for_version(url: str, version: int | None, timeout: float = 60.0) -> bool:
     """Poll ``GET /model`` until the server serves ``version`` or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/model", timeout=5).json().get("version") == version:
-                return True
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.5)
-    return False
+    with httpx.Client(base_url=url, timeout=5) as client:
+        return wait_until(
+            lambda: client.get("/model").json().get("version") == version,
+            timeout,
+            interval=0.5,
+            ignore=(httpx.HTTPError, ValueError),
+        )
 
 
 class LiveTraffic:
@@ -94,7 +113,7 @@ class LiveTraffic:
                         self.latencies.append(time.perf_counter() - began)
                 except Exception as exc:
                     self.failures.append(f"{type(exc).__name__}: {exc}")
-                time.sleep(0.02)
+                self._stop.wait(0.02)
 
     def __enter__(self) -> LiveTraffic:
         self._thread.start()

@@ -25,7 +25,7 @@ fallback folder with the same layout, saying where in the log.
 ...                       "inputs": {"amount": 12.5}, "prediction": 0}])  # doctest: +SKIP
 >>> log.log_feedback("r1", 1)                                     # doctest: +SKIP
 >>> log.close()                                                   # doctest: +SKIP
->>> join_feedback(read_inference_log(uri, "fraud"), read_feedback(uri, "fraud"))  # doctest: +SKIP
+>>> # reading it back: mlops.data.inference_log.read_inference_log, read_feedback, join_feedback
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import numbers
 import re
 import tempfile
 import threading
@@ -42,48 +41,40 @@ import uuid
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
-from mlops import settings, storage
 from mlops.config import NAME_PATTERN
+from mlops.data import storage
+from mlops.data.inference_log import (
+    FEEDBACK,
+    PREDICTION_KEYS,
+    PREDICTIONS,
+    InferenceLogError,
+    feedback_table,
+    inference_log_uri,
+    predictions_table,
+)
 from mlops.errors import MlopsError
 
 if TYPE_CHECKING:
-    import pandas as pd
-    import pyarrow as pa
-
     from mlops.config import PipelineConfig
 
 __all__ = [
     "InferenceLog",
     "InferenceLogClosed",
-    "InferenceLogError",
     "InferenceLogFull",
-    "inference_log_uri",
-    "join_feedback",
-    "read_feedback",
-    "read_inference_log",
 ]
+
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS = "predictions"
-FEEDBACK = "feedback"
-PREDICTION_KEYS = ("time", "request_id", "model_version", "inputs", "prediction", "route")
+
 MAX_RETRY_SECONDS = 30.0
+
+
 _INT64 = 2**63
-_DATE_IN_PATH = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
-# Listing one prefix per day beats listing the whole pipeline only for short windows.
-_MAX_DAYS_LISTED_ONE_BY_ONE = 62
-
-
-class InferenceLogError(MlopsError):
-    """The inference log was misused (a malformed row, a bad setting)."""
-
-    code = "INFERENCE_LOG_ERROR"
 
 
 class InferenceLogFull(InferenceLogError):
@@ -580,7 +571,7 @@ def _serialize(pipeline: str, kind: str, records: list[tuple[Any, ...]]) -> list
     parts = []
     for day in sorted(by_date):
         rows = by_date[day]
-        table = _predictions_table(rows) if kind == PREDICTIONS else _feedback_table(rows)
+        table = predictions_table(rows) if kind == PREDICTIONS else feedback_table(rows)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         name = f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
@@ -592,187 +583,3 @@ def _serialize(pipeline: str, kind: str, records: list[tuple[Any, ...]]) -> list
             )
         )
     return parts
-
-
-def _predictions_table(rows: list[tuple[Any, ...]]) -> pa.Table:
-    import pyarrow as pa
-
-    features = dict.fromkeys(feature for row in rows for feature in row[5])
-    columns = {
-        "time": pa.array([row[0] for row in rows], type=pa.timestamp("us", tz="UTC")),
-        "request_id": pa.array([row[1] for row in rows], type=pa.string()),
-        "model_version": pa.array([row[2] for row in rows], type=pa.int64()),
-        "route": pa.array([row[3] for row in rows], type=pa.string()),
-        "prediction": _value_column([row[4] for row in rows]),
-    }
-    for feature in features:
-        columns[f"input.{feature}"] = _value_column([row[5].get(feature) for row in rows])
-    return pa.table(columns)
-
-
-def _feedback_table(rows: list[tuple[Any, ...]]) -> pa.Table:
-    import pyarrow as pa
-
-    return pa.table(
-        {
-            "time": pa.array([row[0] for row in rows], type=pa.timestamp("us", tz="UTC")),
-            "request_id": pa.array([row[1] for row in rows], type=pa.string()),
-            "label": _value_column([row[2] for row in rows]),
-        }
-    )
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b":
-        return "bool"
-    if isinstance(value, numbers.Integral):
-        return "int"
-    if isinstance(value, numbers.Real):
-        return "float"
-    return "str"
-
-
-def _value_column(values: list[Any]) -> pa.Array:
-    """Numbers stay numbers (int64, float64) and booleans booleans; any other mix becomes text, never an error."""
-    import pyarrow as pa
-
-    types = set(map(type, values))
-    types.discard(type(None))
-    if types <= {str}:
-        return pa.array(values, type=pa.string())
-    if types <= {int}:
-        kinds = {"int"}
-    elif types <= {int, float}:
-        kinds = {"float"}
-    else:  # numpy scalars, Decimal, dates, a mix...: look at each value
-        kinds = {_kind(value) for value in values if value is not None}
-    arrow_type = None
-    if kinds == {"int"}:
-        arrow_type = pa.int64()
-    elif kinds <= {"int", "float"}:
-        arrow_type = pa.float64()
-    elif kinds == {"bool"}:
-        arrow_type = pa.bool_()
-    if arrow_type is not None:
-        try:
-            return pa.array(values, type=arrow_type)
-        except (pa.ArrowException, OverflowError, TypeError, ValueError):
-            pass  # e.g. an int beyond int64: keep it as text rather than fail the whole file
-    return pa.array([None if value is None else str(value) for value in values], type=pa.string())
-
-
-# Reading (monitoring's side) -------------------------------------------------------------------------------
-def inference_log_uri(pipeline: str, configured: str | None = None) -> str:
-    """Where a pipeline's inference log lives: ``configured`` (``serving.inference_log.uri``) or
-    ``<MLOPS_STORE_URI>/<pipeline>/inference``."""
-    return (
-        storage.resolve_uri(configured)
-        if configured
-        else storage.join(settings.store_uri(), pipeline, "inference")
-    )
-
-
-def read_inference_log(
-    uri: str, pipeline: str, start: date | None = None, end: date | None = None
-) -> pd.DataFrame:
-    """The predictions served between the UTC dates ``start`` and ``end`` (inclusive; open when None).
-
-    Columns: ``time``, ``request_id``, ``model_version``, ``route``, ``prediction`` and ``input.<feature>``,
-    sorted by time; an empty frame with the fixed columns when there is nothing.
-    """
-    return _read(uri, PREDICTIONS, pipeline, start, end)
-
-
-def read_feedback(
-    uri: str, pipeline: str, start: date | None = None, end: date | None = None
-) -> pd.DataFrame:
-    """The feedback labels received between ``start`` and ``end``: ``time``, ``request_id``, ``label``."""
-    return _read(uri, FEEDBACK, pipeline, start, end)
-
-
-def join_feedback(predictions: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
-    """Predictions with their label (left join on ``request_id``; the latest label of a request wins).
-
-    Adds ``label`` and ``feedback_time`` (both missing where no label came); keeps the predictions' order.
-    """
-    latest = (
-        feedback.sort_values("time", kind="stable")
-        .drop_duplicates("request_id", keep="last")
-        .loc[:, ["request_id", "time", "label"]]
-        .rename(columns={"time": "feedback_time"})
-    )
-    return predictions.merge(latest, on="request_id", how="left", validate="many_to_one")
-
-
-def _empty_schema(kind: str) -> pa.Schema:
-    import pyarrow as pa
-
-    fixed = [("time", pa.timestamp("us", tz="UTC")), ("request_id", pa.string())]
-    if kind == PREDICTIONS:
-        return pa.schema(
-            [*fixed, ("model_version", pa.int64()), ("route", pa.string()), ("prediction", pa.string())]
-        )
-    return pa.schema([*fixed, ("label", pa.string())])
-
-
-def _read(uri: str, kind: str, pipeline: str, start: date | None, end: date | None) -> pd.DataFrame:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    root = storage.join(storage.resolve_uri(uri), kind, f"pipeline={pipeline}")
-    if start is not None and end is not None and 0 <= (end - start).days < _MAX_DAYS_LISTED_ONE_BY_ONE:
-        days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
-        uris = [
-            u
-            for day in days
-            for u in storage.list_uris(storage.join(root, f"date={day.isoformat()}"), ".parquet")
-        ]
-    else:
-        uris = storage.list_uris(root, ".parquet")
-    tables = []
-    for part_uri in uris:
-        match = _DATE_IN_PATH.search(unquote(part_uri))  # file URIs quote '=' as %3D
-        if match is None or not part_uri.rsplit("/", 1)[-1].startswith("part-"):
-            continue
-        day = date.fromisoformat(match.group(1))
-        if (start is None or day >= start) and (end is None or day <= end):
-            data = storage.read_bytes(part_uri)
-            try:
-                tables.append(pq.read_table(pa.BufferReader(data)))
-            except (pa.ArrowException, OSError, ValueError) as exc:
-                raise InferenceLogError(
-                    f"Inference log of '{pipeline}': {part_uri} is not a readable Parquet file "
-                    f"({type(exc).__name__}: {exc}). Move it aside (nothing else was skipped) and rerun."
-                ) from exc
-    table = _concat(tables) if tables else _empty_schema(kind).empty_table()
-    frame = table.to_pandas()
-    return frame.sort_values(["time", "request_id"], kind="stable", ignore_index=True)
-
-
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    """Concatenate files whose value columns may differ in type (int64 here, float64 or text there)."""
-    import pyarrow as pa
-
-    try:
-        return pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        pass
-    types: dict[str, set[pa.DataType]] = {}
-    for table in tables:
-        for column in table.schema:
-            if column.type != pa.null():
-                types.setdefault(column.name, set()).add(column.type)
-    numeric = (pa.types.is_integer, pa.types.is_floating)
-    common = {
-        name: pa.float64() if all(any(is_(t) for is_ in numeric) for t in found) else pa.string()
-        for name, found in types.items()
-        if len(found) > 1
-    }
-    unified = []
-    for table in tables:
-        for name, arrow_type in common.items():
-            if name in table.column_names:
-                index = table.column_names.index(name)
-                table = table.set_column(index, name, table[name].cast(arrow_type))
-        unified.append(table)
-    return pa.concat_tables(unified, promote_options="permissive")

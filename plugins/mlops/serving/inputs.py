@@ -15,7 +15,7 @@ Accepted bodies (all JSON):
 The MLflow formats may carry ``"params"``; these models take none, so only an empty one is accepted.
 
 Checks run column by column (one ``set(map(type, column))`` per feature, not a Python object per value) and
-produce the dtypes training used (:func:`mlops.training.prepare_frame`): numeric features as float64,
+produce the dtypes training used (:func:`mlops.ml.training.prepare_frame`): numeric features as float64,
 categorical ones as ``str`` with NaN for missing. Every problem is an :class:`InputError` whose message names
 the field and the row: missing or unknown fields, a wrong type (a string in a numeric feature; a boolean is not
 a number), a null where the feature is not nullable, a non-finite number, an empty batch, too many rows, a body

@@ -19,9 +19,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mlops import settings
+from mlops.config import settings
 from mlops.errors import MlopsError
-from mlops.monitoring import TAG_DECISION, TAG_END, TAG_REASONS, TAG_START, TAG_VERSION, monitoring_experiment
+from mlops.registry.tags import (
+    TAG_DECISION,
+    TAG_END,
+    TAG_REASONS,
+    TAG_START,
+    TAG_VERSION,
+    monitoring_experiment,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,186 @@
+"""The model server's state: the models, one micro-batcher per route, the inference log, metrics, the canary
+guard, and what a request does with them (route, log, shadow)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi.concurrency import run_in_threadpool
+
+from mlops.serving.batcher import MicroBatcher, NoModelError
+from mlops.serving.holder import CANARY, CHAMPION, LoadedModel, ModelHolder
+from mlops.serving.inputs import InputSchema, ParsedInput
+from mlops.serving.metrics import CanaryGuard, ServerMetrics, state_metrics
+
+if TYPE_CHECKING:
+    from mlops.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+#: Shadow scorings waiting at most; beyond, copies are dropped (counted) rather than pile up in memory.
+MAX_PENDING_SHADOWS = 1000
+ADMIN_TOKEN_ENV = "MLOPS_SERVING_ADMIN_TOKEN"
+
+
+# The server's state ---------------------------------------------------------------------------------------------
+class ModelServer:
+    """Everything one app holds: the models, the batchers, the inference log, metrics and canary statistics."""
+
+    def __init__(
+        self, config: PipelineConfig, *, inference_log: Any, holder: ModelHolder, start_polling: bool
+    ) -> None:
+        self.config = config
+        self.holder = holder
+        self.inference_log = inference_log
+        self.start_polling = start_polling
+        self.strategy = config.deploy.strategy
+        self.schema = InputSchema.from_config(config)
+        self.metrics = ServerMetrics(config.name)
+        self.metrics.add_state(state_metrics(holder, inference_log))
+        serving = config.serving
+
+        def batcher(get_model: Callable[[], LoadedModel | None], alias: str) -> MicroBatcher:
+            return MicroBatcher(
+                get_model,
+                max_rows=serving.max_batch_rows,
+                wait_ms=serving.batch_wait_ms,
+                alias=alias,
+                metrics=self.metrics,
+            )
+
+        self.batchers = {
+            CHAMPION: batcher(lambda: holder.champion, CHAMPION),
+            # A canary request whose canary went away meanwhile is answered by the champion.
+            CANARY: batcher(lambda: holder.canary or holder.champion, CANARY),
+            "shadow": batcher(lambda: holder.canary, "shadow"),
+        }
+        self._guard: CanaryGuard | None = None
+        self._shadows: set[asyncio.Task] = set()
+        self._started = False
+        self.admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None
+
+    def ensure_started(self) -> None:
+        """Start the inference log's writer and the alias polling (once; also on the first request, for ASGI
+        clients that do not run the lifespan)."""
+        if self._started:
+            return
+        self._started = True
+        if self.inference_log is not None and hasattr(self.inference_log, "start"):
+            self.inference_log.start()
+        if self.start_polling:
+            self.holder.start_polling()
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """Stop polling and batching, then write what the inference log still holds."""
+        self.holder.stop()
+        for task in list(self._shadows):
+            task.cancel()
+        for batcher in self.batchers.values():
+            await batcher.close()
+        if self.inference_log is not None:
+            await run_in_threadpool(self.inference_log.close, timeout)
+
+    def route_for(self, request_id: str) -> str:
+        """``canary`` for a stable share of request ids while a canary serves (strategy canary), else champion."""
+        if self.strategy != "canary" or self.holder.canary is None:
+            return CHAMPION
+        digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
+        return (
+            CANARY
+            if int.from_bytes(digest, "big") / 2**64 < self.config.deploy.canary.traffic_share
+            else CHAMPION
+        )
+
+    def guard(self) -> CanaryGuard | None:
+        """The statistics of the current canary phase, started afresh when the canary or the champion changes."""
+        champion, canary = self.holder.champion, self.holder.canary
+        if self.strategy not in ("canary", "shadow") or champion is None or canary is None:
+            return None
+        guard = self._guard
+        if guard is None or (guard.champion_version, guard.canary_version, guard.since) != (
+            champion.version,
+            canary.version,
+            canary.loaded_at,
+        ):
+            guard = self._guard = CanaryGuard(
+                strategy=self.strategy,
+                champion_version=champion.version,
+                canary_version=canary.version,
+                since=canary.loaded_at,
+                classification=canary.is_classifier or self.config.task == "classification",
+                traffic_share=self.config.deploy.canary.traffic_share,
+            )
+        return guard
+
+    def not_ready_reason(self) -> str:
+        holder = self.holder
+        error = holder.errors.get(CHAMPION)
+        loading = [v for alias, v in holder.loading() if alias == CHAMPION]
+        if loading:
+            return f"loading '{self.config.name}' v{loading[-1]}" + (
+                f"; before that: {error.message}" if error else ""
+            )
+        if error is not None:
+            return error.message
+        if holder.checked_at is None:
+            return "the aliases have not been read yet" + (
+                "" if self.start_polling else " (polling is off: POST /admin/reload reads them)"
+            )
+        return f"no champion yet: alias '{CHAMPION}' of registered model '{self.config.name}' does not exist"
+
+    def log_rows(
+        self, parsed: ParsedInput, predictions: list[Any], request_id: str, model: LoadedModel, route: str
+    ) -> None:
+        if self.inference_log is None:
+            return
+        now = datetime.now(UTC)
+        self.inference_log.log_predictions(
+            [
+                {
+                    "time": now,
+                    "request_id": request_id,
+                    "model_version": model.version,
+                    "inputs": record,
+                    "prediction": prediction,
+                    "route": route,
+                }
+                for record, prediction in zip(parsed.records(), predictions, strict=True)
+            ]
+        )
+
+    def shadow(self, parsed: ParsedInput, request_id: str) -> None:
+        """Score a copy with the canary in the background; its result is logged (route shadow), never returned."""
+        if len(self._shadows) >= MAX_PENDING_SHADOWS:
+            self.metrics.error("shadow_dropped")
+            return
+        task = asyncio.get_running_loop().create_task(self._shadow(parsed, request_id))
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _shadow(self, parsed: ParsedInput, request_id: str) -> None:
+        started = time.perf_counter()
+        guard = self.guard()
+        try:
+            result = await self.batchers["shadow"].predict(parsed)
+        except NoModelError:
+            return
+        except Exception as exc:
+            log.warning("Shadow scoring of request %s failed: %s", request_id, exc)
+            if guard is not None:
+                guard.canary.observe(time.perf_counter() - started, error=True)
+            return
+        if guard is not None:
+            guard.canary.observe(time.perf_counter() - started, result.predictions)
+        self.metrics.observe_predictions("shadow", result.model.version, parsed.rows)
+        try:
+            self.log_rows(parsed, result.predictions, request_id, result.model, "shadow")
+        except Exception as exc:  # a shadow row is evidence, not an answer: drop it rather than fail anything
+            self.metrics.error("shadow_dropped")
+            log.debug("Shadow rows of request %s not logged: %s", request_id, exc)
