@@ -272,7 +272,7 @@ def task_log_url(
     mapped = f"/mapped/{map_index}" if isinstance(map_index, int) and map_index >= 0 else ""
     query = f"?try_number={try_number}" if isinstance(try_number, int) and try_number > 0 else ""
     path = f"/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}/tasks/{quote(task_id, safe='')}"
-    return f"{_airflow_base_url()}{path}{mapped}{query}"
+    return f"{airflow_base_url()}{path}{mapped}{query}"
 
 
 def dispatch(
@@ -478,7 +478,8 @@ def _redact(text: str) -> str:
         return text
 
 
-def _airflow_base_url() -> str:
+def airflow_base_url() -> str:
+    """Where people reach the Airflow UI (``MLOPS_AIRFLOW_UI_URL``, else the API server's base URL)."""
     if os.environ.get("MLOPS_AIRFLOW_UI_URL"):
         return airflow_ui_url()
     try:

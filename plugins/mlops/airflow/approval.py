@@ -121,9 +121,9 @@ class DeploymentApprovalOperator(ApprovalOperator):
         self.subject = f"Deploy {self.config.name} v{version} ({semver or '-'})?"
         self.body = request_body(self.config.name, verdict, semver, tags.get("mlops.card"))
         try:
-            from mlops.airflow.alerts import _airflow_base_url
+            from mlops.airflow.alerts import airflow_base_url
 
-            link = self.generate_link_to_ui(task_instance=context["ti"], base_url=_airflow_base_url())
+            link = self.generate_link_to_ui(task_instance=context["ti"], base_url=airflow_base_url())
         except Exception:  # a link is a convenience: the task log URL still leads there
             ti = context["ti"]
             link = task_log_url(ti.dag_id, ti.run_id, ti.task_id)

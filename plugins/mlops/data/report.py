@@ -212,12 +212,13 @@ def _type(entry: dict[str, Any]) -> str:
     return entry.get("expectation_config", {}).get("type", "")
 
 
-def _kwargs(entry: dict[str, Any]) -> dict[str, Any]:
+def expectation_kwargs(entry: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of one expectation's result entry (GX's JSON form)."""
     return entry.get("expectation_config", {}).get("kwargs", {})
 
 
 def _column(entry: dict[str, Any]) -> str | None:
-    return _kwargs(entry).get("column")
+    return expectation_kwargs(entry).get("column")
 
 
 def _meta(entry: dict[str, Any]) -> dict[str, Any]:
@@ -266,7 +267,7 @@ def _distinct(values: list[Any], limit: int = _SAMPLE_SIZE) -> list[Any]:
 
 
 def _failure(entry: dict[str, Any], df: pd.DataFrame | None) -> Failure:
-    kind, kwargs, column = _type(entry), _kwargs(entry), _column(entry)
+    kind, kwargs, column = _type(entry), expectation_kwargs(entry), _column(entry)
     outcome = entry.get("result") or {}
     count = outcome.get("unexpected_count")
     percent = outcome.get("unexpected_percent")
@@ -288,15 +289,15 @@ def _failure(entry: dict[str, Any], df: pd.DataFrame | None) -> Failure:
         mostly = kwargs.get("mostly")
         if mostly is not None and mostly < 1:
             share = (percent or 0.0) / 100
-            detail = f"{share:.1%} null ({count} {rows_word}), at most {_pct(1 - mostly)} allowed"
+            detail = f"{share:.1%} null ({count} {rows_word}), at most {format_percent(1 - mostly)} allowed"
         else:
             detail = f"{count} null {rows_word}"
     elif kind == _BETWEEN:
         low, high = kwargs.get("min_value"), kwargs.get("max_value")
         if low is not None and high is not None:
-            where = f"outside [{_num(low)}, {_num(high)}]"
+            where = f"outside [{format_number(low)}, {format_number(high)}]"
         else:
-            where = f"below {_num(low)}" if low is not None else f"above {_num(high)}"
+            where = f"below {format_number(low)}" if low is not None else f"above {format_number(high)}"
         detail = f"{count} {rows_word} {where}"
     elif kind == _IN_SET:
         detail = f"{count} {rows_word} not in the allowed values"
@@ -364,20 +365,23 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
-def _json_safe(data: Any) -> Any:
+def json_safe(data: Any) -> Any:
+    """``data`` with every value JSON can hold (NaN, numpy scalars, dates made plain)."""
     if isinstance(data, dict):
-        return {str(k): _json_safe(v) for k, v in data.items()}
+        return {str(k): json_safe(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
-        return [_json_safe(v) for v in data]
+        return [json_safe(v) for v in data]
     return _json_value(data)
 
 
 # Numbers in words (shared with the suite's rules) -----------------------------------------------------------
-def _num(value: float) -> str:
+def format_number(value: float) -> str:
+    """A number as people read it: ``3`` rather than ``3.0``, ``0.25`` rather than ``0.250000``."""
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def _pct(fraction: float) -> str:
+def format_percent(fraction: float) -> str:
+    """A fraction as a percentage (``0.05`` -> ``5%``)."""
     return f"{round(fraction * 100, 4):g}%"
 
 

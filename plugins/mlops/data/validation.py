@@ -30,10 +30,10 @@ from mlops.data.report import (
     FILE_IS_READABLE,
     Failure,
     ValidationReport,
-    _json_safe,
-    _kwargs,
-    _num,
-    _pct,
+    expectation_kwargs,
+    format_number,
+    format_percent,
+    json_safe,
 )
 
 if TYPE_CHECKING:
@@ -76,8 +76,8 @@ _gx_state: tuple[AbstractDataContext, BatchDefinition] | None = None
 # The suite --------------------------------------------------------------------------------------------------
 def _range_text(low: float | None, high: float | None) -> str:
     if low is not None and high is not None:
-        return f"between {_num(low)} and {_num(high)}"
-    return f">= {_num(low)}" if low is not None else f"<= {_num(high)}"  # type: ignore[arg-type]
+        return f"between {format_number(low)} and {format_number(high)}"
+    return f">= {format_number(low)}" if low is not None else f"<= {format_number(high)}"  # type: ignore[arg-type]
 
 
 def _values_text(values: list[Any], limit: int = 10) -> str:
@@ -147,7 +147,7 @@ def build_suite(config: PipelineConfig) -> ExpectationSuite:
             if rule.max_null_fraction < 1.0:
                 add(
                     gxe.ExpectColumnValuesToNotBeNull,
-                    f"{name} may be null in at most {_pct(rule.max_null_fraction)} of rows",
+                    f"{name} may be null in at most {format_percent(rule.max_null_fraction)} of rows",
                     f"expectations.columns.{name}.max_null_fraction",
                     column=name,
                     mostly=round(1.0 - rule.max_null_fraction, 12),
@@ -257,7 +257,7 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig) -> ValidationReport
         finally:
             _forget(context, suite.name, validation_name)
     order = {expectation.id: i for i, expectation in enumerate(suite.expectations)}
-    result_dict = _json_safe(result.to_json_dict())
+    result_dict = json_safe(result.to_json_dict())
     result_dict["results"].sort(
         key=lambda entry: order.get(entry["expectation_config"].get("id"), len(order))
     )
@@ -297,7 +297,14 @@ def build_data_docs(result: ValidationReport | dict[str, Any], out_dir: str | Pa
     validation = ExpectationSuiteValidationResultSchema().load(data)
     run_id = validation.meta.get("run_id")
     run_id = RunIdentifier(**run_id) if isinstance(run_id, dict) else (run_id or RunIdentifier())
-    batch = next((_kwargs(e).get("batch_id") for e in data["results"] if _kwargs(e).get("batch_id")), _ASSET)
+    batch = next(
+        (
+            expectation_kwargs(e).get("batch_id")
+            for e in data["results"]
+            if expectation_kwargs(e).get("batch_id")
+        ),
+        _ASSET,
+    )
     key = ValidationResultIdentifier(
         expectation_suite_identifier=ExpectationSuiteIdentifier(name=validation.suite_name),
         run_id=run_id,
