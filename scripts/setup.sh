@@ -17,6 +17,18 @@ if [ -z "$python_bin" ]; then
   exit 1
 fi
 
+# The Models page test (tests/ui, marker `browser`) drives Debian's headless Chromium through its chromedriver
+# (Selenium Manager cannot download a driver here). Installed when missing and this user may (root, apt-get).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's chromium and chromium-driver (for the browser test) ..."
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  else
+    echo "setup: chromium and chromium-driver are missing; the browser test needs them (apt-get install chromium chromium-driver)" >&2
+  fi
+fi
+
 stamp=.venv/.installed
 wanted="$(cat constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
