@@ -15,6 +15,7 @@ Example (with ``MLFLOW_TRACKING_URI`` unset):
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,15 @@ class Settings(EnvironmentSettings):
     @classmethod
     def _no_trailing_slash(cls, uri: str) -> str:
         return uri.rstrip("/")
+
+
+#: The model server's admin token: ``/admin/reload`` wants it, the deploy step and the canary trigger send it.
+SERVING_ADMIN_TOKEN_ENV = "MLOPS_SERVING_ADMIN_TOKEN"
+
+
+def serving_admin_token() -> str | None:
+    """The model server's admin bearer token (``MLOPS_SERVING_ADMIN_TOKEN``), or None when unset or empty."""
+    return os.environ.get(SERVING_ADMIN_TOKEN_ENV) or None
 
 
 def current() -> Settings:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from mlops import registry
-from mlops.config import Canary, PipelineConfig
+from mlops.config import Canary, PipelineConfig, settings
 from mlops.core.canary import CanaryDecision, judge_canary
 from mlops.errors import MlopsError, RegistryError
 from mlops.registry.cards import refresh_cards
@@ -102,7 +102,7 @@ def smoke_test(config: PipelineConfig, version: int) -> SmokeResult:
 
 def admin_headers() -> dict[str, str]:
     """The model server's admin bearer token header (``MLOPS_SERVING_ADMIN_TOKEN``), when one is set."""
-    token = os.environ.get("MLOPS_SERVING_ADMIN_TOKEN")
+    token = settings.serving_admin_token()
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 

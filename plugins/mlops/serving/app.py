@@ -40,6 +40,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mlops.config.settings import SERVING_ADMIN_TOKEN_ENV
 from mlops.serving.api import (
     ERRORS,
     REQUEST_ID_HEADER,
@@ -68,7 +69,7 @@ from mlops.serving.holder import CANARY, CHAMPION, ModelHolder
 from mlops.serving.inference_log import InferenceLogClosed, InferenceLogFull
 from mlops.serving.inputs import InputError
 from mlops.serving.metrics import MetricsMiddleware
-from mlops.serving.server import ADMIN_TOKEN_ENV, ModelServer
+from mlops.serving.server import ModelServer
 
 if TYPE_CHECKING:
     from mlops.config import PipelineConfig
@@ -309,7 +310,7 @@ async def feedback(body: FeedbackRequest, server: Server) -> Any:
     responses={
         401: {
             "model": ErrorResponse,
-            "description": f"{ADMIN_TOKEN_ENV} is set and the bearer token is missing or wrong.",
+            "description": f"{SERVING_ADMIN_TOKEN_ENV} is set and the bearer token is missing or wrong.",
         },
         422: {"model": ErrorResponse, "description": "Invalid query parameters."},
     },

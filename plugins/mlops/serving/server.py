@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.concurrency import run_in_threadpool
 
+from mlops.config import settings
 from mlops.serving.batcher import MicroBatcher, NoModelError
 from mlops.serving.holder import CANARY, CHAMPION, LoadedModel, ModelHolder
 from mlops.serving.inputs import InputSchema, ParsedInput
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 #: Shadow scorings waiting at most; beyond, copies are dropped (counted) rather than pile up in memory.
 MAX_PENDING_SHADOWS = 1000
-ADMIN_TOKEN_ENV = "MLOPS_SERVING_ADMIN_TOKEN"
 
 
 # The server's state ---------------------------------------------------------------------------------------------
@@ -64,7 +63,7 @@ class ModelServer:
         self._guard: CanaryGuard | None = None
         self._shadows: set[asyncio.Task] = set()
         self._started = False
-        self.admin_token = os.environ.get(ADMIN_TOKEN_ENV) or None
+        self.admin_token = settings.serving_admin_token()
 
     def ensure_started(self) -> None:
         """Start the inference log's writer and the alias polling (once; also on the first request, for ASGI
