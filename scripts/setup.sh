@@ -19,7 +19,9 @@ fi
 
 # The Models page test (tests/ui, marker `browser`) drives Debian's headless Chromium through its chromedriver
 # (Selenium Manager cannot download a driver here). Installed when missing and this user may (root, apt-get).
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+# Checked at the paths the test uses (tests/ui/test_models_page.py), where the Debian packages put them: a
+# chromium elsewhere on PATH (a snap, /usr/local/bin) would not be found by the test.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing Debian's chromium and chromium-driver (for the browser test) ..."
     apt-get update -qq

@@ -101,6 +101,15 @@ def _unit_tests_stay_in_process(
         event.remove(Engine, "before_cursor_execute", refuse_airflow_db)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _batches_land_in_pytest_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests write their batches under pytest's temporary folders: that folder is a landing root of every
+    pipeline (``MLOPS_DATA_ROOTS``, as an operator would add a drop folder), not the whole of ``/tmp``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOPS_DATA_ROOTS", str(tmp_path_factory.getbasetemp()))
+        yield
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """An initialised Airflow metadata database (SQLite) for the whole session."""

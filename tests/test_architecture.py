@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "plugins" / "mlops"
 #: Modules allowed over ~500 lines, each with its reason in docs/architecture.md ("Large modules").
 LARGE_MODULES: dict[str, int] = {
-    "mlops.config.schema": 1400,
+    "mlops.config.schema": 1500,
     "mlops.config.reference": 650,
     "mlops.serving.inference_log": 600,
     "mlops.tooling.stack": 700,

@@ -251,7 +251,7 @@ def test_deep_check_passes_a_good_estimator() -> None:
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize("estimator", ["sklearn.linear_model.NoSuchModel", "no_such_package.Model"])
+@pytest.mark.parametrize("estimator", ["sklearn.linear_model.NoSuchModel", "sklearn.no_such_module.Model"])
 def test_deep_check_estimator_that_does_not_import(estimator: str) -> None:
     [problem] = _deep(estimator=estimator, params={})
     assert problem.startswith("field 'model.estimator': cannot import")
@@ -285,7 +285,7 @@ def test_deep_check_unknown_param_lists_the_valid_ones() -> None:
 
 @pytest.mark.unit
 def test_deep_check_class_that_is_not_an_estimator() -> None:
-    [problem] = _deep(estimator="collections.OrderedDict", params={})
+    [problem] = _deep(estimator="sklearn.utils.Bunch", params={})
     assert "field 'model.estimator'" in problem
     assert "not a scikit-learn estimator" in problem
 
@@ -319,3 +319,25 @@ def test_parsed_config_is_frozen() -> None:
     config: PipelineConfig = parse_config(_base())
     with pytest.raises(Exception, match="frozen"):
         config.name = "other"  # type: ignore[misc]
+
+
+# Defaults of the minimal config's protection -------------------------------------------------------------------
+@pytest.mark.unit
+def test_a_minimal_config_has_a_row_minimum_and_a_baseline_in_warn_mode() -> None:
+    document = _base()
+    del document["expectations"]
+    config = parse_config(document)
+    assert config.expectations.row_count.min == 50
+    assert config.expectations.baseline == "warn"
+    assert config.expectations.columns == {}
+
+
+@pytest.mark.unit
+def test_the_baseline_mode_is_checked(tmp_path: Path) -> None:
+    def mode(value: str) -> Any:
+        return lambda document: document["expectations"].update(baseline=value)
+
+    problems, _ = _problems(tmp_path, _with(mode("strict")))
+    assert "expectations.baseline" in problems and "'warn', 'fail' or 'off'" in problems
+    for value in ("warn", "fail", "off"):
+        assert parse_config(_with(mode(value))).expectations.baseline == value

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.config import PipelineConfig, settings
+from mlops.config import ColumnRule, PipelineConfig, settings
 from mlops.data import batches, storage
 from mlops.data.batches import Batch, accepted_batches, ingest_batch, validate_and_file
 from mlops.errors import DataValidationError, StorageError
@@ -234,3 +234,105 @@ def test_s3_store_quarantines_a_bad_batch(
     )
     assert _under("breast_cancer", "incoming") == []
     assert accepted_batches("breast_cancer") == []
+
+
+# The baseline of a pipeline without expectations --------------------------------------------------------------
+def _minimal(mode: str = "warn") -> PipelineConfig:
+    from mlops.config import parse_config
+
+    return parse_config(
+        {
+            "name": "minimal",
+            "task": "classification",
+            "data": {"source": "landing/{ds}.csv"},
+            "target": "label",
+            "features": [{"name": "size", "type": "numeric"}, {"name": "grade", "type": "categorical"}],
+            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+            "gate": {"primary_metric": "accuracy", "threshold": 0.5},
+            "expectations": {"baseline": mode},
+        }
+    )
+
+
+def _minimal_batch(
+    path: Path, rows: int = 120, size_shift: float = 0.0, grades: tuple = (0, 1, 2, 3, 4)
+) -> Path:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(rows)
+    frame = pd.DataFrame(
+        {
+            "size": rng.uniform(10, 20, rows) + size_shift,
+            "grade": rng.choice(grades, rows),
+            "label": rng.integers(0, 2, rows),
+        }
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.unit
+def test_the_first_accepted_batch_of_a_minimal_config_becomes_its_baseline(
+    mlops_home: Path, tmp_path: Path
+) -> None:
+    from mlops.data.baseline import load_baseline
+
+    config = _minimal()
+    first = validate_and_file(config, ingest_batch(config, str(_minimal_batch(tmp_path / "first.csv"))))
+
+    recorded = load_baseline("minimal")
+    assert first.success and first.batch.warnings == []
+    assert recorded is not None and recorded.batch == first.batch.content_hash
+    assert recorded.categorical["grade"] == ["0", "1", "2", "3", "4"]
+
+    # Every value far out of range, codes never seen: accepted with warnings (warn mode), baseline unchanged.
+    odd = _minimal_batch(tmp_path / "odd.csv", size_shift=1000, grades=(7, 8))
+    outcome = validate_and_file(config, ingest_batch(config, str(odd)))
+
+    assert outcome.success and outcome.summary.startswith("Passed with 2 warnings")
+    assert [w.split(":")[0] for w in outcome.batch.warnings] == ["size", "grade"]
+    assert "120 rows outside" in outcome.batch.warnings[0]
+    manifest = json.loads(storage.read_text(outcome.batch.uri.rsplit(".", 1)[0] + ".json"))
+    assert manifest["warnings"] == outcome.batch.warnings
+    result = json.loads(storage.read_text(outcome.result_uri))
+    assert [w["column"] for w in result["warnings"]] == ["size", "grade"]
+    assert load_baseline("minimal") == recorded
+    assert [b.content_hash for b in accepted_batches("minimal")][0] == first.batch.content_hash
+
+    # Three rows: below the default minimum of 50, quarantined whatever the baseline says.
+    with pytest.raises(DataValidationError, match="row count is 3, expected at least 50"):
+        validate_and_file(config, ingest_batch(config, str(_minimal_batch(tmp_path / "tiny.csv", rows=3))))
+
+
+@pytest.mark.unit
+def test_fail_mode_quarantines_what_the_baseline_flags(mlops_home: Path, tmp_path: Path) -> None:
+    config = _minimal("fail")
+    validate_and_file(config, ingest_batch(config, str(_minimal_batch(tmp_path / "first.csv"))))
+    odd = _minimal_batch(tmp_path / "odd.csv", size_shift=1000)
+
+    with pytest.raises(DataValidationError, match=r"1 of \d+ expectations failed on 120 rows") as caught:
+        validate_and_file(config, ingest_batch(config, str(odd)))
+
+    assert caught.value.quarantine_uri is not None and storage.exists(caught.value.quarantine_uri)
+    assert "size: 120 rows outside" in str(caught.value)
+
+
+@pytest.mark.unit
+def test_no_baseline_from_a_rejected_batch_nor_with_rules_or_off(mlops_home: Path, tmp_path: Path) -> None:
+    from mlops.data.baseline import load_baseline
+
+    config = _minimal()
+    with pytest.raises(DataValidationError):
+        validate_and_file(config, ingest_batch(config, str(_minimal_batch(tmp_path / "tiny.csv", rows=3))))
+    assert load_baseline("minimal") is None
+
+    good = str(_minimal_batch(tmp_path / "good.csv"))
+    validate_and_file(_minimal("off"), ingest_batch(_minimal("off"), good))
+    ruled = config.model_copy(
+        update={
+            "expectations": config.expectations.model_copy(update={"columns": {"size": ColumnRule(min=0)}})
+        }
+    )
+    validate_and_file(ruled, ingest_batch(ruled, good))
+    assert load_baseline("minimal") is None

@@ -257,13 +257,9 @@ def test_read_batch_rejects_empty_files(tmp_path: Path, content: bytes, said: st
 @pytest.mark.parametrize(
     ("name", "content", "said"),
     [
-        # The CSV parser's own words say where.
-        (
-            "broken.csv",
-            "a,b\n1,2\n3,4,5,6\n",
-            "as CSV: Error tokenizing data. C error: Expected 2 fields in line 3, saw 4",
-        ),
-        ("broken.parquet", "this is not parquet at all", "as PARQUET"),
+        # Where, in the parser's numbers; never its words about the content.
+        ("broken.csv", "a,b\n1,2\n3,4,5,6\n", "as CSV: expected 2 fields in line 3, saw 4 (ParserError)"),
+        ("broken.parquet", "this is not parquet at all", "as PARQUET: no Parquet magic bytes"),
     ],
 )
 @pytest.mark.unit
@@ -276,6 +272,40 @@ def test_read_batch_rejects_unparseable_files(tmp_path: Path, name: str, content
 
     assert str(path) in str(caught.value)
     assert said in str(caught.value)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("name", "content", "said"),
+    [
+        # /proc/self/environ read as a CSV: one NUL-separated line, a header and no rows.
+        (
+            "environ.csv",
+            b"SHELL=/bin/bash\x00AWS_SECRET_ACCESS_KEY=hunter2\x00",
+            "no rows (a header of 1 columns)",
+        ),
+        (
+            "lines.csv",
+            b"user,label\nhunter2,1\nroot:x:0:0:root,/root,/bin/bash,2\n",
+            "expected 2 fields in line 3",
+        ),
+        ("quote.csv", b'user,label\n"hunter2,1\n', "a quoted field opened in row"),
+        ("latin1.csv", b"user,label\nhunter2\xff\xfe,1\n", "not utf-8 text (byte 18)"),
+    ],
+)
+def test_a_parse_error_quotes_nothing_of_the_file(
+    tmp_path: Path, name: str, content: bytes, said: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+
+    with pytest.raises(DataValidationError) as caught:
+        read_batch(path, "csv", config=None)
+
+    message = str(caught.value)
+    assert said in message and str(path) in message
+    for secret in ("SHELL", "hunter2", "root:x", "bash", "0xff"):
+        assert secret not in message, message
 
 
 @pytest.mark.unit

@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 
 from mlops import registry
-from mlops.config import PipelineConfig, load_config
+from mlops.config import PipelineConfig, load_config, settings
 from mlops.data.batches import ingest_batch
 from mlops.data.inference_log import read_inference_log
 from mlops.ml import training
@@ -147,7 +147,8 @@ async def _traffic_while_swapping(url: str, records: list[dict[str, float]]) -> 
             await asyncio.to_thread(
                 registry.client().set_registered_model_alias, NAME, registry.CHAMPION, version
             )
-            response = await http.post("/admin/reload", params={"wait": "true", "timeout": 60})
+            token = {"Authorization": f"Bearer {settings.serving_admin_token()}"}  # generated in the home
+            response = await http.post("/admin/reload", params={"wait": "true", "timeout": 60}, headers=token)
             assert response.status_code == 204
             assert (await http.get("/model")).json()["version"] == version
             return time.monotonic()

@@ -70,6 +70,8 @@ def test_three_policies_on_one_stream(tmp_path: Path, mlops_home: Path) -> None:
         assert [int(r["window"]) for r in windows] == [0, 1, 2, 3]
         assert all(int(r["rows"]) == 600 and float(r["quality"]) > 0 for r in windows), policy
         assert all(r["drift_share"] != "" and r["prediction_drift"] != "" for r in windows), policy
+        # The prediction's threshold: at least the configured 0.1 (the noise floor of 600 rows raises it).
+        assert all(float(r["prediction_threshold"]) >= 0.1 for r in windows), policy
         # Labels arrive one window late: window 0 has none when it is monitored, and neither has any other.
         assert all(int(r["labelled_rows"]) == 0 for r in windows), policy
 

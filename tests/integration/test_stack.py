@@ -19,17 +19,15 @@ import mailbox
 import os
 import signal
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from receivers import free_port
 
-from mlops.tooling.stack_native import NativeStack, drop_databases
+from mlops.tooling.stack_native import NativeStack
 
 pytestmark = pytest.mark.integration
 
@@ -39,93 +37,22 @@ DAG_ID = f"{PIPELINE}_training"
 RUN_TIMEOUT = 300
 
 
-# The stack -----------------------------------------------------------------------------------------------------
-def _pipelines_dir(folder: Path) -> Path:
-    """breast_cancer as shipped, but manual only, quick retries, and alerts by e-mail only."""
+# The stack (tests/integration/conftest.py starts it with these settings) ----------------------------------------
+def stack_env(home: Path, settings: dict[str, str]) -> dict[str, str]:
+    """breast_cancer as shipped, but manual only, quick retries, alerts by e-mail only; one task per worker, and a
+    killed worker's task noticed after 20 s without a heartbeat (default 300)."""
     config = yaml.safe_load((REPO / "include" / "pipelines" / f"{PIPELINE}.yaml").read_text())
     config["schedule"] = None
     config["airflow"].update(retries=2, retry_delay_seconds=2)
     config["alerts"] = [route for route in config["alerts"] if route["channel"] == "email"]
+    folder = home / "pipelines"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{PIPELINE}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
-    """The native stack in a temporary home, on free ports, with databases, buckets and a queue of its own."""
-    home = tmp_path_factory.mktemp("stack")
-    tag = uuid.uuid4().hex[:8]
-    ports = {name: free_port() for name in ("AIRFLOW", "MLFLOW", "S3", "MODEL", "SMTP")}
-    log_port = free_port()
-    env = {f"MLOPS_STACK_{name}_PORT": str(port) for name, port in ports.items()}
-    env.update(
-        {
-            "MLOPS_STACK_WORKER_LOG_PORT": str(log_port),
-            "MLOPS_STACK_AIRFLOW_DB": f"it_{tag}_airflow",
-            "MLOPS_STACK_MLFLOW_DB": f"it_{tag}_mlflow",
-            "MLOPS_STACK_DATA_BUCKET": f"it-{tag}-data",
-            "MLOPS_STACK_ARTIFACT_BUCKET": f"it-{tag}-artifacts",
-            "MLOPS_STACK_CELERY_QUEUE": f"it_{tag}",
-            # A killed worker's task is noticed after this many seconds without a heartbeat (default 300).
-            "MLOPS_STACK_TASK_HEARTBEAT_TIMEOUT": "20",
-            "MLOPS_STACK_WORKER_CONCURRENCY": "1",
-            "MLOPS_PIPELINES_DIR": str(_pipelines_dir(home / "pipelines")),
-        }
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        native = NativeStack.prepare(home)
-        try:
-            native.up(workers=1)
-            yield native
-        finally:
-            native.down()
-            drop_databases(native.settings)
-            import redis  # the Celery broker's client: leave no queue of ours behind in the shared Redis
-
-            s = native.settings
-            redis.Redis(host="127.0.0.1", port=s.redis_port, db=s.redis_db).delete(s.celery_queue)
-
-
-@pytest.fixture(scope="module")
-def airflow_api(stack: NativeStack) -> Any:
-    """An ``apache-airflow-client`` ApiClient logged in as the stack's admin (JWT from /auth/token)."""
-    import airflow_client.client as airflow_client
-
-    s = stack.settings
-    base = f"http://127.0.0.1:{s.airflow_port}"
-    reply = httpx.post(
-        f"{base}/auth/token",
-        json={"username": s.airflow_admin_user, "password": s.airflow_admin_password},
-        timeout=30,
-    )
-    assert reply.status_code in (200, 201), reply.text
-    config = airflow_client.Configuration(host=base, access_token=reply.json()["access_token"])
-    with airflow_client.ApiClient(config) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def s3(stack: NativeStack) -> Any:
-    import boto3
-
-    s = stack.settings
-    return boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{s.s3_port}",
-        aws_access_key_id=s.aws_access_key_id,
-        aws_secret_access_key=s.aws_secret_access_key,
-        region_name=s.region,
-    )
-
-
-@pytest.fixture(scope="module")
-def mlflow_client(stack: NativeStack) -> Any:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=f"http://127.0.0.1:{stack.settings.mlflow_port}")
+    return {
+        "MLOPS_STACK_TASK_HEARTBEAT_TIMEOUT": "20",
+        "MLOPS_STACK_WORKER_CONCURRENCY": "1",
+        "MLOPS_PIPELINES_DIR": str(folder),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -281,6 +208,13 @@ def test_a_first_batch_trains_a_champion_through_celery_with_artifacts_in_s3(
 
     server = f"http://127.0.0.1:{stack.settings.model_port}"
     assert wait_until_ready(server, timeout=120), httpx.get(f"{server}/ready").text
+    # Admin wants the stack's token, POSTs are JSON only, and only the stack's Host names are answered.
+    assert httpx.post(f"{server}/admin/reload", timeout=30).status_code == 401
+    admin = {"Authorization": f"Bearer {stack.settings.serving_admin_token}"}
+    assert httpx.post(f"{server}/admin/reload", headers=admin, timeout=30).status_code == 204
+    form = {**admin, "Content-Type": "application/x-www-form-urlencoded"}
+    assert httpx.post(f"{server}/admin/reload", content=b"a=1", headers=form, timeout=30).status_code == 415
+    assert httpx.get(f"{server}/health", headers={"Host": "evil.example"}, timeout=30).status_code == 400
 
 
 def test_a_corrupted_batch_fails_at_validation_and_the_alert_arrives_by_email(

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from mlops.config import Drift, DriftTest
-from mlops.ml import drift
+from mlops.ml import drift, noise
 from mlops.ml.drift import ColumnDrift, DriftResult, column_drift, compute_drift
 
 DEFAULTS = Drift()
@@ -277,3 +277,116 @@ def test_wasserstein_on_the_sorted_current_side_is_evidentlys_bit_for_bit(make) 
     assert column.method == "wasserstein"
     assert column.score == float(expected.drift_score)
     assert column.drifted == bool(expected.drifted)
+
+
+# The noise floor -------------------------------------------------------------------------------------------
+NOISE = 5.0
+
+
+def _normal(seed: int, rows: int, shift: float = 0.0) -> pd.Series:
+    return pd.Series(np.random.default_rng(seed).normal(10.0 + shift, 2.0, rows))
+
+
+@pytest.mark.unit
+def test_a_small_undrifted_window_does_not_drift_against_the_noise_floor_and_a_shifted_one_does() -> None:
+    """At 120 rows against 400, two samples of one distribution are ~0.13 apart in normed Wasserstein: above
+    the fixed 0.1. The noise floor raises the threshold above that noise, and a real shift still clears it."""
+    reference = _normal(1, 400)
+    test = DEFAULTS.numeric
+    calm = [_normal(100 + i, 120) for i in range(30)]
+    fixed = [column_drift("x", reference, window, "numeric", test) for window in calm]
+    floored = [column_drift("x", reference, window, "numeric", test, noise_sigmas=NOISE) for window in calm]
+    assert sum(c.drifted for c in fixed) >= 10  # the fixed threshold fires on noise
+    assert not any(c.drifted for c in floored)
+    first = floored[0]
+    assert first.configured_threshold == 0.1 and first.noise_floor is not None
+    assert first.threshold == first.noise_floor > 0.2 and first.raised_by_noise
+    assert first.explain().endswith("(no drift; threshold 0.1 raised to the noise of 120 rows)")
+
+    shifted = column_drift("x", reference, _normal(7, 120, shift=1.2), "numeric", test, noise_sigmas=NOISE)
+    assert shifted.drifted and shifted.threshold == first.threshold  # same sizes: the same floor
+    assert shifted.score > shifted.threshold
+
+
+@pytest.mark.unit
+def test_a_pure_reference_subsample_does_not_drift_on_small_windows() -> None:
+    rng = np.random.default_rng(2)
+    reference = pd.Series(rng.lognormal(0.0, 0.6, 600))
+    categories = pd.Series(rng.choice(["a", "b", "c", "d"], 600, p=[0.4, 0.3, 0.2, 0.1]))
+    for rows in (60, 150, 300):
+        for draw in range(10):
+            pick = rng.choice(len(reference), rows, replace=False)
+            numeric = column_drift(
+                "x", reference, reference.iloc[pick], "numeric", DEFAULTS.numeric, noise_sigmas=NOISE
+            )
+            categorical = column_drift(
+                "c",
+                categories,
+                categories.iloc[pick],
+                "categorical",
+                DEFAULTS.categorical,
+                noise_sigmas=NOISE,
+            )
+            assert not numeric.drifted and not categorical.drifted, (rows, draw)
+
+
+@pytest.mark.unit
+def test_large_windows_keep_the_configured_threshold_and_evidentlys_decisions() -> None:
+    reference, current, kinds = frames(6000, 20_000, seed=9)
+    tests = kit_tests(kinds)
+    floored = compute_drift(reference, current, kinds, tests, noise_sigmas=NOISE)
+    plain = compute_drift(reference, current, kinds, tests)
+    for name, column in floored.columns.items():
+        assert column.noise_floor is not None and column.noise_floor < column.configured_threshold, name
+        assert column.threshold == column.configured_threshold == plain.columns[name].threshold, name
+        assert (column.score, column.drifted) == (plain.columns[name].score, plain.columns[name].drifted)
+        assert not column.raised_by_noise and "raised" not in column.explain()
+
+
+@pytest.mark.unit
+def test_a_raised_threshold_is_evidentlys_decision_at_that_threshold() -> None:
+    from evidently.legacy.calculations.stattests import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    reference, current, kinds = frames(500, 150, seed=10)
+    kinds = {name: kinds[name] for name in ("shifted", "same", "near", "binary", "region")}
+    result = compute_drift(reference, current, kinds, kit_tests(kinds), noise_sigmas=NOISE)
+    raised = [c for c in result.columns.values() if c.raised_by_noise]
+    assert raised
+    for column in raised:
+        column_type = ColumnType.Numerical if column.kind == "numeric" else ColumnType.Categorical
+        ref, cur = drift._clean(reference[column.column]), drift._clean(current[column.column])
+        stattest = get_stattest(ref, cur, column_type, column.method)
+        expected = stattest(ref, cur, column_type, column.threshold)
+        assert float(expected.drift_score) == pytest.approx(column.score, rel=1e-9)
+        assert bool(expected.drifted) == column.drifted
+
+
+@pytest.mark.unit
+def test_p_value_tests_get_no_noise_floor() -> None:
+    reference, current, kinds = frames(800, 120, seed=11)
+    ks = DriftTest(method="ks", threshold=0.05)
+    column = column_drift("same", reference["same"], current["same"], "numeric", ks, noise_sigmas=NOISE)
+    assert column.method == "ks" and column.noise_floor is None
+    assert column.threshold == column.configured_threshold == 0.05
+
+
+@pytest.mark.unit
+def test_the_floor_is_seeded_cached_and_independent_of_the_column_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reference, current, kinds = frames(700, 200, seed=12)
+    kinds = {name: kinds[name] for name in ("shifted", "same", "few", "channel")}
+    tests = kit_tests(kinds)
+    noise._NULL_CACHE.clear()
+    first = compute_drift(reference, current, kinds, tests, noise_sigmas=NOISE)
+    drawn = []
+    original = noise._null_scores
+    monkeypatch.setattr(noise, "_null_scores", lambda *a, **k: drawn.append(a[0].name) or original(*a, **k))
+    again = compute_drift(reference, current, kinds, tests, noise_sigmas=NOISE)
+    assert drawn == []  # every column's draws came from the cache
+    noise._NULL_CACHE.clear()
+    backwards = dict(reversed(list(kinds.items())))
+    fresh = compute_drift(reference, current, backwards, tests, noise_sigmas=NOISE)
+    for name in kinds:
+        assert first.columns[name] == again.columns[name] == fresh.columns[name], name

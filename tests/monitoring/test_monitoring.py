@@ -119,3 +119,33 @@ def test_late_feedback_is_joined_and_becomes_a_retraining_batch(mlops_home: Path
     batch = pd.read_parquet(uri.removeprefix("file://"))
     assert len(batch) == 30 and list(batch.columns) == ["price", "temperature", "store", "units"]
     assert batch["units"].tolist() == [float(frame["units"][i]) for i in range(0, 60, 2)]
+
+
+def test_a_small_clean_window_is_judged_against_the_noise_floor_and_both_thresholds_are_recorded() -> None:
+    """150 rows against 400: sampling noise alone moves a normed Wasserstein distance past 0.1 on some
+    windows. With the default noise floor such a window is ok, and summary.json says why."""
+    reference = _frame(400, seed=1)
+    fixed = _config(drift={"noise_sigmas": 0})
+    calm = [_frame(150, seed=20 + i) for i in range(12)]
+    noisy = [
+        analyze_window(fixed, window, reference, start=DAY, end=DAY, model_version=1, check_quality=False)
+        for window in calm
+    ]
+    assert any(a.drift is not None and a.drift.drifted_columns for a in noisy)  # noise past 0.1
+    floored = [
+        analyze_window(_config(), window, reference, start=DAY, end=DAY, model_version=1, check_quality=False)
+        for window in calm
+    ]
+    assert not any(a.drifted or (a.drift and a.drift.drifted_columns) for a in floored)
+    summary = floored[0].to_dict()
+    price = summary["drift"]["columns"]["price"]
+    assert price["configured_threshold"] == 0.1 and price["noise_floor"] > 0.1
+    assert price["threshold"] == price["noise_floor"]
+    prediction = summary["prediction_drift"]
+    assert prediction["configured_threshold"] == 0.1 and prediction["threshold"] >= 0.1
+
+    moved = analyze_window(
+        _config(), _frame(150, shift=1.0, seed=40), reference, start=DAY, end=DAY, model_version=1
+    )
+    assert moved.drifted and moved.prediction is not None and moved.prediction.drifted
+    assert any("raised to the noise of 150 rows" in reason for reason in moved.reasons())

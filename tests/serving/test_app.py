@@ -33,6 +33,7 @@ from starlette.testclient import TestClient
 
 from mlops import registry
 from mlops.config import Canary, Deploy, PipelineConfig
+from mlops.config import settings as mlops_settings
 from mlops.data.batches import ingest_batch
 from mlops.data.inference_log import read_feedback, read_inference_log
 from mlops.ml import training
@@ -102,12 +103,20 @@ def set_alias(alias: str, version: int | None) -> None:
         client.set_registered_model_alias(NAME, alias, version)
 
 
+JSON = {"Content-Type": "application/json"}
+
+
+def auth() -> dict[str, str]:
+    """The admin (and feedback) token the app generated into this module's MLOPS_HOME."""
+    return {"Authorization": f"Bearer {mlops_settings.serving_admin_token()}"}
+
+
 class FakeLog:
     """The inference log's interface, in memory."""
 
     def __init__(self, *, full: bool = False) -> None:
         self.rows: list[dict[str, Any]] = []
-        self.feedback: list[tuple[str, Any, datetime | None]] = []
+        self.feedback: list[tuple[str, Any, datetime | None, bool]] = []
         self.full = full
         self.started = self.closed = False
 
@@ -116,10 +125,12 @@ class FakeLog:
             raise InferenceLogFull(NAME, "memory://", 10, len(rows), 10, None)
         self.rows.extend(rows)
 
-    def log_feedback(self, request_id: str, label: Any, time: datetime | None = None) -> None:
+    def log_feedback(
+        self, request_id: str, label: Any, time: datetime | None = None, *, correction: bool = False
+    ) -> None:
         if self.full:
             raise InferenceLogFull(NAME, "memory://", 10, 1, 10, None)
-        self.feedback.append((request_id, label, time))
+        self.feedback.append((request_id, label, time, correction))
 
     def start(self) -> None:
         self.started = True
@@ -164,24 +175,30 @@ def test_predict_one_record_and_a_batch_name_the_version(
 
     one = http.post("/predict", json={"record": trained.records[0]}, headers={"X-Request-ID": "req-1"})
     assert one.status_code == 200, one.text
+    first = one.json()["request_id"]  # the server's id; the client's is the correlation id
     assert one.json() == {
         "predictions": expected[:1],
         "model_version": 1,
         "model": NAME,
-        "request_id": "req-1",
+        "request_id": first,
+        "correlation_id": "req-1",
     }
-    assert one.headers["X-Request-ID"] == "req-1"
+    assert len(first) == 24 and one.headers["X-Request-ID"] == first
 
     batch = http.post("/predict", json={"records": trained.records[:5]})
     assert batch.status_code == 200
     body = batch.json()
     assert body["predictions"] == expected and body["model_version"] == 1
-    assert len(body["request_id"]) == 32 and batch.headers["X-Request-ID"] == body["request_id"]
+    assert len(body["request_id"]) == 24 and batch.headers["X-Request-ID"] == body["request_id"]
+    assert body["request_id"] != first and "correlation_id" not in body
 
-    assert http.post("/predict", json=trained.records[:2]).json()["predictions"] == expected[:2]
-    assert [r["request_id"] for r in log.rows] == ["req-1"] + [body["request_id"]] * 5 + [
-        log.rows[-1]["request_id"]
-    ] * 2
+    again = http.post("/predict", json=trained.records[:2]).json()["request_id"]
+    # A batch's rows are logged as '<id>:<row>', one row as its request id.
+    assert [r["request_id"] for r in log.rows] == [first] + [
+        f"{body['request_id']}:{i}" for i in range(5)
+    ] + [f"{again}:{i}" for i in range(2)]
+    assert [r["correlation_id"] for r in log.rows] == ["req-1"] + [None] * 7
+    assert not any(r["out_of_range"] for r in log.rows)
     row = log.rows[0]
     assert (row["model_version"], row["route"], row["prediction"]) == (1, CHAMPION, expected[0])
     assert row["inputs"] == trained.records[0] and row["time"].tzinfo is not None
@@ -217,10 +234,10 @@ def test_bad_bodies_are_4xx_naming_the_field(
     client: tuple[TestClient, FakeLog], content: bytes, status: int, field: str | None
 ) -> None:
     http, log = client
-    response = http.post("/predict", content=content, headers={"X-Request-ID": "bad"})
+    response = http.post("/predict", content=content, headers={"X-Request-ID": "bad", **JSON})
     assert response.status_code == status
     assert response.json()["field"] == field and response.json()["code"] == "INVALID_INPUT"
-    assert response.headers["X-Request-ID"] == "bad"
+    assert len(response.headers["X-Request-ID"]) == 24  # the server's id, even for a refusal
     assert log.rows == []
 
 
@@ -239,14 +256,14 @@ def test_too_large_is_413(client: tuple[TestClient, FakeLog], trained: Trained) 
     limits = trained.config.serving
     too_many = http.post("/predict", json={"records": [trained.records[0]] * (limits.max_batch_rows + 1)})
     assert too_many.status_code == 413 and "max_batch_rows" in too_many.json()["detail"]
-    too_big = http.post("/predict", content=b" " * (limits.max_body_bytes + 1))
+    too_big = http.post("/predict", content=b" " * (limits.max_body_bytes + 1), headers=JSON)
     assert too_big.status_code == 413 and "max_body_bytes" in too_big.json()["detail"]
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while reading
         for _ in range(limits.max_body_bytes // 65536 + 2):
             yield b" " * 65536
 
-    assert http.post("/predict", content=chunks()).status_code == 413
+    assert http.post("/predict", content=chunks(), headers=JSON).status_code == 413
 
 
 def test_an_invalid_request_id_header_is_422(client: tuple[TestClient, FakeLog], trained: Trained) -> None:
@@ -266,7 +283,7 @@ def test_ready_only_once_a_champion_is_loaded(trained: Trained) -> None:
         assert refused.json()["code"] == "NOT_READY"
         assert http.get("/health").json() == {"status": "ok"}
 
-        assert http.post("/admin/reload", params={"wait": "true"}).status_code == 204
+        assert http.post("/admin/reload", params={"wait": "true"}, headers=auth()).status_code == 204
         assert http.get("/ready").json() == {
             "status": "ready",
             "model": NAME,
@@ -297,7 +314,7 @@ def test_model_shows_the_version_and_its_lineage(client: tuple[TestClient, FakeL
 def test_metrics_expose_the_series(client: tuple[TestClient, FakeLog], trained: Trained) -> None:
     http, _ = client
     http.post("/predict", json={"records": trained.records[:3]})
-    http.post("/predict", content=b"{")
+    http.post("/predict", content=b"{", headers=JSON)
     text = http.get("/metrics").text
     for series in (
         'mlops_serving_http_requests_total{method="POST",path="/predict",status="200"} 1.0',
@@ -316,23 +333,35 @@ def test_metrics_expose_the_series(client: tuple[TestClient, FakeLog], trained: 
 
 
 # Feedback and the inference log ----------------------------------------------------------------------------------
-def test_feedback_is_logged(client: tuple[TestClient, FakeLog]) -> None:
+def test_feedback_is_logged_with_the_servers_id_and_time(
+    client: tuple[TestClient, FakeLog], trained: Trained
+) -> None:
     http, log = client
-    accepted = http.post("/feedback", json={"request_id": "req-1", "label": 1})
-    assert accepted.status_code == 202 and accepted.json() == {"status": "accepted", "request_id": "req-1"}
-    when = "2026-01-02T03:04:05+00:00"
+    one = http.post("/predict", json={"record": trained.records[0]}).json()["request_id"]
+    batch = http.post("/predict", json={"records": trained.records[:3]}).json()["request_id"]
+    accepted = http.post("/feedback", json={"request_id": one, "label": 1}, headers=auth())
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["request_id"] == one and accepted.json()["correction"] is False
     assert (
-        http.post("/feedback", json={"request_id": "req-2", "label": "yes", "time": when}).status_code == 202
+        http.post("/feedback", json={"request_id": f"{batch}:2", "label": 0}, headers=auth()).status_code
+        == 202
     )
-    assert log.feedback == [("req-1", 1, None), ("req-2", "yes", datetime.fromisoformat(when))]
+    assert [(rid, label, correction) for rid, label, _, correction in log.feedback] == [
+        (one, 1, False),
+        (f"{batch}:2", 0, False),
+    ]
+    assert all(when is not None and when.tzinfo is not None for _, _, when, _ in log.feedback)
     for bad in (
         {"label": 1},
         {"request_id": "", "label": 1},
-        {"request_id": "r", "label": [1]},
-        {"request_id": "r", "label": 1, "extra": 0},
+        {"request_id": one, "label": [1]},
+        {"request_id": one, "label": 1, "extra": 0},
+        {"request_id": one, "label": 1, "time": "2999-01-01T00:00:00Z"},
+        {"request_id": one, "label": 1, "time": 0},
     ):
-        response = http.post("/feedback", json=bad)
+        response = http.post("/feedback", json=bad, headers=auth())
         assert response.status_code == 422 and response.json()["code"] == "INVALID_REQUEST", bad
+    assert len(log.feedback) == 2
 
 
 def test_a_full_inference_log_gives_503_and_no_prediction(trained: Trained) -> None:
@@ -344,7 +373,10 @@ def test_a_full_inference_log_gives_503_and_no_prediction(trained: Trained) -> N
         response = http.post("/predict", json={"record": trained.records[0]})
         assert response.status_code == 503 and response.headers["Retry-After"] == "1"
         assert "predictions" not in response.json() and response.json()["code"] == "INFERENCE_LOG_FULL"
-        assert http.post("/feedback", json={"request_id": "r", "label": 0}).status_code == 503
+        app.state.server.answered.add("abc", 1, 1)  # answered before the log filled up
+        assert (
+            http.post("/feedback", json={"request_id": "abc", "label": 0}, headers=auth()).status_code == 503
+        )
         assert 'mlops_serving_errors_total{kind="log_full"} 2.0' in http.get("/metrics").text
 
 
@@ -352,7 +384,9 @@ def test_without_an_inference_log_feedback_is_501(trained: Trained) -> None:
     app = create_app(trained.config, holder=loaded_holder(trained.config), start_polling=False)
     with TestClient(app) as http:
         assert http.post("/predict", json={"record": trained.records[0]}).status_code == 200
-        assert http.post("/feedback", json={"request_id": "r", "label": 0}).status_code == 501
+        assert (
+            http.post("/feedback", json={"request_id": "ab", "label": 0}, headers=auth()).status_code == 501
+        )
 
 
 def test_the_real_inference_log_gets_predictions_and_feedback(trained: Trained, tmp_path: Path) -> None:
@@ -363,13 +397,21 @@ def test_the_real_inference_log_gets_predictions_and_feedback(trained: Trained, 
     )
     with TestClient(app) as http:
         served = http.post("/predict", json={"records": trained.records[:2]}, headers={"X-Request-ID": "a1"})
-        assert http.post("/feedback", json={"request_id": "a1", "label": 1}).status_code == 202
+        rid = served.json()["request_id"]
+        assert (
+            http.post("/feedback", json={"request_id": f"{rid}:1", "label": 1}, headers=auth()).status_code
+            == 202
+        )
     # The app's shutdown closed (and so flushed) the log.
     logged = read_inference_log(uri, NAME)
-    assert logged["request_id"].tolist() == ["a1", "a1"] and logged["route"].tolist() == [CHAMPION] * 2
+    assert logged["request_id"].tolist() == [f"{rid}:0", f"{rid}:1"]
+    assert logged["route"].tolist() == [CHAMPION] * 2 and logged["correlation_id"].tolist() == ["a1", "a1"]
+    assert logged["out_of_range"].tolist() == [False, False]
     assert logged["prediction"].tolist() == served.json()["predictions"]
     assert logged["input.mean_radius"].tolist() == [r["mean_radius"] for r in trained.records[:2]]
-    assert read_feedback(uri, NAME)["label"].tolist() == [1]
+    feedback = read_feedback(uri, NAME)
+    assert feedback["label"].tolist() == [1] and feedback["request_id"].tolist() == [f"{rid}:1"]
+    assert feedback["correction"].tolist() == [False]
 
 
 # Hot swap and failed loads ---------------------------------------------------------------------------------------
@@ -377,12 +419,12 @@ def test_admin_reload_swaps_in_the_new_champion(client: tuple[TestClient, FakeLo
     http, _ = client
     try:
         set_alias(CHAMPION, 2)
-        assert http.post("/admin/reload", params={"wait": "true"}).status_code == 204
+        assert http.post("/admin/reload", params={"wait": "true"}, headers=auth()).status_code == 204
         assert http.post("/predict", json={"record": trained.records[0]}).json()["model_version"] == 2
         assert http.get("/model").json()["version"] == 2
     finally:
         set_alias(CHAMPION, 1)
-    assert http.post("/admin/reload", params={"wait": "true"}).status_code == 204
+    assert http.post("/admin/reload", params={"wait": "true"}, headers=auth()).status_code == 204
     assert http.post("/predict", json={"record": trained.records[0]}).json()["model_version"] == 1
 
 
@@ -398,7 +440,7 @@ def test_a_champion_that_fails_to_load_keeps_the_old_one_serving(trained: Traine
     try:
         set_alias(CHAMPION, 3)
         with TestClient(app) as http:
-            assert http.post("/admin/reload", params={"wait": "true"}).status_code == 204
+            assert http.post("/admin/reload", params={"wait": "true"}, headers=auth()).status_code == 204
             assert http.post("/predict", json={"record": trained.records[0]}).json()["model_version"] == 1
             assert http.get("/ready").status_code == 200
             info = http.get("/model").json()
@@ -591,7 +633,7 @@ def test_canary_routes_a_stable_share_and_keeps_guard_statistics(trained: Traine
         assert http.get("/model").json()["canary"]["version"] == 2
 
         set_alias(CANARY, None)
-        assert http.post("/admin/reload").status_code == 204
+        assert http.post("/admin/reload", headers=auth()).status_code == 204
         assert http.get("/canary").status_code == 404
         assert all(
             http.post("/predict", json={"record": trained.records[0]}, headers={"X-Request-ID": rid}).json()[
@@ -612,7 +654,7 @@ def test_shadow_scores_a_copy_and_never_returns_it(trained: Trained) -> None:
         shadows = _wait_for(
             lambda: [r for r in log.rows if r["route"] == "shadow"] if len(log.rows) >= 20 else None
         )
-        assert sorted(r["request_id"] for r in shadows) == sorted(f"s{i}" for i in range(10))
+        assert sorted(r["correlation_id"] for r in shadows) == sorted(f"s{i}" for i in range(10))
         assert {r["model_version"] for r in shadows} == {2}
         stats = http.get("/canary").json()
         assert stats["strategy"] == "shadow" and stats["traffic_share"] is None
@@ -649,7 +691,7 @@ def test_generated_requests_never_get_a_5xx(api_schema: Any, mode: GenerationMod
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def fuzz(case: Any) -> None:
-            case.call_and_validate(checks=checks)
+            case.call_and_validate(checks=checks, headers=auth())
 
         try:
             fuzz()

@@ -183,14 +183,15 @@ def test_round_trip_and_feedback_join(tmp_path: Path, make_log: Callable[..., In
     inference_log = make_log(str(tmp_path))
     inference_log.log_predictions(rows(3) + rows(1, route="shadow", version=4))  # r0 served twice (shadow)
     inference_log.log_feedback("r0", 0, time=T0 + timedelta(hours=1))
-    inference_log.log_feedback("r0", 1, time=T0 + timedelta(hours=2))  # a correction: the latest wins
+    inference_log.log_feedback("r0", 1, time=T0 + timedelta(hours=2), correction=True)  # the latest wins
     inference_log.log_feedback("r2", 0, time=T0 + timedelta(days=1))
     inference_log.flush()
 
     predictions = read_inference_log(str(tmp_path), "fraud")
     feedback = read_feedback(str(tmp_path), "fraud")
     assert len(predictions) == 4 and len(feedback) == 3
-    assert list(feedback.columns) == ["time", "request_id", "label"]
+    assert list(feedback.columns) == ["time", "request_id", "label", "correction"]
+    assert feedback["correction"].tolist() == [False, True, False]
     joined = join_feedback(predictions, feedback)
     assert len(joined) == 4
     labels = {(row.request_id, row.route): row.label for row in joined.itertuples()}

@@ -222,13 +222,18 @@ def test_goals_are_judged_on_the_measures(demand: PipelineConfig, tmp_path: Path
 
 def test_outputs_csv_markdown_and_plot(demand: PipelineConfig, tmp_path: Path) -> None:
     result = _result(demand, tmp_path)
+    for window in result.runs[DRIFT].windows:  # the prediction's threshold, raised to the noise floor
+        window.prediction_threshold = 0.13
     with write_csv(result, tmp_path / "simulation.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == list(CSV_COLUMNS) and len(rows) == 18
     assert {r["policy"] for r in rows} == {NEVER, PERIODIC, DRIFT}
     assert [r["window"] for r in rows if r["policy"] == DRIFT and r["retrained"] == "1"] == ["4"]
+    assert {r["prediction_threshold"] for r in rows if r["policy"] == DRIFT} == {"0.13"}
+    assert {r["prediction_threshold"] for r in rows if r["policy"] == NEVER} == {""}
     text = result.summary_markdown()
     assert "| drift | 10.000 | 17.000 |" in text and "feature drift 1**" in text and "## Goals" in text
+    assert "raised to the noise floor of the window's size" in text
     png = plot(result, tmp_path / "simulation.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -48,6 +48,7 @@ SEVERITY: dict[str, Severity] = {
     "rejected": "warning",
     "promoted": "info",
     "drift": "warning",
+    "data_warning": "warning",
 }
 SUMMARY_LIMIT = 300
 SUMMARY_LINES = 3

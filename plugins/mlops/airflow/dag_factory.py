@@ -9,10 +9,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, XComArg
+from airflow.sdk import (
+    DAG,
+    AssetOrTimeSchedule,
+    CronDataIntervalTimetable,
+    CronTriggerTimetable,
+    Param,
+    XComArg,
+)
 
 from mlops.airflow import operators, task_ids
 from mlops.airflow.alerts import FailureAlert
+from mlops.airflow.batch_wait import WaitForBatchOperator
 from mlops.config import PipelineConfig, load_all, settings
 
 log = logging.getLogger(__name__)
@@ -24,7 +32,7 @@ TRAINING_DOC = """\
 
 **Task** {task} · **target** `{target}` · **estimator** `{estimator}` · **features** {n_features}
 ({numeric} numeric, {categorical} categorical) · **default data** `{source}` · **schedule** `{schedule}`
-
+{wait}
 `ingest` copies the batch at `data_uri` into the data store (content-addressed) → `validate` checks it with
 Great Expectations (a bad batch is quarantined and the run fails here; the champion is untouched) → `train`
 fits the model and logs an MLflow run with lineage → `register` adds a version of model `{name}` with alias
@@ -49,6 +57,12 @@ def _training_doc(config: PipelineConfig) -> str:
         source=config.data.source,
         schedule=config.schedule or "none (manual)",
         metric=config.gate.primary_metric,
+        wait=(
+            f"\n`wait_for_batch` waits in the triggerer (up to {config.data.wait.timeout_hours:g} h) until the "
+            "run's batch lands, then hands it on; a run started before the delivery goes on when it arrives.\n"
+            if config.data.wait
+            else ""
+        ),
     )
 
 
@@ -71,6 +85,17 @@ def _training_schedule(config: PipelineConfig) -> Any:
     return AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(config.schedule, timezone="UTC"), assets=[asset]
     )
+
+
+def _monitoring_schedule(config: PipelineConfig) -> Any:
+    """``monitoring.schedule`` with data intervals: each run covers the span since the previous tick (with
+    ``"0 * * * *"`` the hour before it) and its window is that interval. A plain cron string would get
+    Airflow 3's ``CronTriggerTimetable``, whose runs have an empty interval (the window would fall back to
+    the last day)."""
+    schedule = config.monitoring.schedule
+    if schedule is None or schedule in ("@once", "@continuous"):
+        return schedule
+    return CronDataIntervalTimetable(schedule, timezone="UTC")
 
 
 def default_args(
@@ -98,8 +123,8 @@ def _dag_failure_alert(config: PipelineConfig) -> FailureAlert:
 
 def build_training_dag(config: PipelineConfig) -> DAG:
     """The ``<name>_training`` DAG: ingest → validate → train → register → gate → deploy | gate_rejected
-    (gate → approve → deploy where an approval is required). Every edge is a data edge: each task takes its
-    upstream's result as an XComArg."""
+    (wait_for_batch → ingest where ``data.wait`` is set; gate → approve → deploy where an approval is
+    required). Every edge is a data edge: each task takes its upstream's result as an XComArg."""
     params = {
         "data_uri": Param(
             config.data.source,
@@ -147,7 +172,14 @@ def build_training_dag(config: PipelineConfig) -> DAG:
         ),
         on_failure_callback=_dag_failure_alert(config),
     ) as dag:
-        ingest = operators.IngestBatchOperator(task_id=task_ids.INGEST, config=config)
+        if config.data.wait is not None:
+            # The batch may land after the run starts: wait for it (deferred), then ingest what it found.
+            arrived = WaitForBatchOperator(task_id=task_ids.WAIT_FOR_BATCH, config=config)
+            ingest = operators.IngestBatchOperator(
+                task_id=task_ids.INGEST, config=config, data_uri=arrived.output
+            )
+        else:
+            ingest = operators.IngestBatchOperator(task_id=task_ids.INGEST, config=config)
         validate = operators.ValidateBatchOperator(
             task_id=task_ids.VALIDATE, config=config, batch=ingest.output
         )
@@ -255,7 +287,7 @@ def build_monitoring_dag(config: PipelineConfig) -> DAG:
             per_day=monitoring.retrain.max_per_day,
             data=monitoring.retrain.data,
         ),
-        schedule=monitoring.schedule,
+        schedule=_monitoring_schedule(config),
         start_date=_start_date(config),
         catchup=False,
         max_active_runs=1,

@@ -5,13 +5,18 @@ data edges are the graph's edges), calls one service, sends the event's alert wh
 returns something small and JSON-able. Nothing here is expensive at construction time (operators are built at
 every DAG parse); the services, and with them pandas, scikit-learn, MLflow and Great Expectations, are
 imported inside ``execute()``.
+
+Errors that cannot change fail their task without retries, in one place (:class:`FailFast`): a permanent
+kit error (:func:`mlops.errors.is_permanent`: a config, the data, its schema, an estimator's parameters, a
+refused deployment, a window that cannot be monitored) becomes ``AirflowFailException``; every other error,
+and a permanent one caused by the network, S3 or the MLflow server, keeps the task's retries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+import functools
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseBranchOperator, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
@@ -28,6 +33,7 @@ from mlops.airflow.task_ids import (
     TRIGGER_KEYS,
     VERDICT_KEY,
 )
+from mlops.errors import RegistryError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -97,7 +103,54 @@ def _actor(context: Context) -> str:
     return f"airflow:{triggered_by}" if triggered_by else f"airflow:{context['ti'].dag_id}"
 
 
-class _Alerting:
+#: The methods through which Airflow runs an operator's work: ``FailFast`` guards each one a class defines.
+_ENTRY_POINTS = ("execute", "execute_complete", "choose_branch")
+
+
+def _failing_fast(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def guarded(self: FailFast, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except AirflowFailException:
+            raise
+        except Exception as exc:
+            if not self.is_permanent(exc):
+                raise  # transient or unknown: the task's retries apply
+            self.log.error(  # type: ignore[attr-defined]
+                "%s is permanent (the same inputs fail the same way): failing without retries",
+                type(exc).__name__,
+            )
+            raise AirflowFailException(str(exc)) from exc
+
+    guarded.__fail_fast__ = True  # type: ignore[attr-defined]
+    return guarded
+
+
+class FailFast:
+    """Fail the task at once on a permanent error, keep the retries for the rest: every ``execute``,
+    ``execute_complete`` and ``choose_branch`` of a subclass runs guarded. The failure callbacks (the failure
+    alert) run as for any failed task, once.
+
+    ``also_permanent``: error types that are permanent for one operator only (the rollback's "nothing to roll
+    back to" is a ``RegistryError``, which elsewhere can be an unreachable server)."""
+
+    also_permanent: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _ENTRY_POINTS:
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "__fail_fast__", False):
+                setattr(cls, name, _failing_fast(method))
+
+    def is_permanent(self, error: BaseException) -> bool:
+        from mlops.errors import is_permanent
+
+        return is_permanent(error, self.also_permanent)
+
+
+class _Alerting(FailFast):
     """The pipeline's event alerts (``promoted``, ``rejected``, ``drift``): Airflow notifier delivery, so the
     shell's business; failures are alerted by the tasks' ``on_failure_callback`` instead."""
 
@@ -155,14 +208,19 @@ class ValidateBatchOperator(_PipelineOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops.data.batches import Batch, validate_and_file
-        from mlops.errors import DataValidationError
 
-        try:
-            outcome = validate_and_file(self.config, Batch.from_dict(self.batch))
-        except DataValidationError as exc:
-            # Bad data stays bad: retrying would only delay the alert.
-            raise AirflowFailException(str(exc)) from exc
+        # Bad data stays bad: a DataValidationError fails the task without retries (FailFast).
+        outcome = validate_and_file(self.config, Batch.from_dict(self.batch))
         self.log.info("%s", outcome.summary)
+        warnings = outcome.batch.warnings
+        if warnings:
+            shown = "; ".join(warnings[:5]) + (f"; and {len(warnings) - 5} more" if len(warnings) > 5 else "")
+            self._alert(
+                context,
+                "data_warning",
+                f"batch {outcome.batch.source} passed with {len(warnings)} warning(s)",
+                f"{shown}. It trains on; the report: {outcome.report_uri}.",
+            )
         return outcome.to_dict()
 
 
@@ -178,7 +236,7 @@ class TrainModelOperator(_PipelineOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from mlops.data.batches import Batch
-        from mlops.ml.training import train_model
+        from mlops.ml.training import VALIDATION_WARNINGS_TAG, train_model
 
         params = run_params(context)
         config = self.config
@@ -195,7 +253,10 @@ class TrainModelOperator(_PipelineOperator):
         ti = context["ti"]
         ti.xcom_push(key=MLFLOW_RUN_KEY, value=result.run_id)  # the failure alerts link to the run
         ti.xcom_push(key=MLFLOW_EXPERIMENT_KEY, value=result.experiment_id)
-        return {"run_id": result.run_id, "model_uri": result.model_uri, "metrics": result.metrics}
+        trained = {"run_id": result.run_id, "model_uri": result.model_uri, "metrics": result.metrics}
+        if result.tags.get(VALIDATION_WARNINGS_TAG):  # the version carries them too (register)
+            trained[VALIDATION_WARNINGS_TAG] = result.tags[VALIDATION_WARNINGS_TAG]
+        return trained
 
 
 class RegisterModelOperator(_PipelineOperator):
@@ -208,10 +269,13 @@ class RegisterModelOperator(_PipelineOperator):
         self.trained = trained
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from mlops.ml.training import VALIDATION_WARNINGS_TAG
         from mlops.registry import register_version
 
         run_id = self.trained["run_id"]
         tags = {**_run_info(context), "mlops.run_id": run_id}
+        if self.trained.get(VALIDATION_WARNINGS_TAG):
+            tags[VALIDATION_WARNINGS_TAG] = self.trained[VALIDATION_WARNINGS_TAG]
         version = register_version(
             self.config.name, self.trained["model_uri"], run_id, tags, self.config.description
         )
@@ -272,15 +336,16 @@ class DeployModelOperator(_PipelineOperator):
         evidence: dict[str, Any] = {"run_id": context["ti"].run_id, "gate": self.verdict["reasons"]}
         if self.approval is not None:
             evidence["approval"] = self.approval
-        with _not_deployed():
-            rollout = begin_deployment(
-                self.config,
-                int(self.verdict["challenger_version"]),
-                self.verdict["champion_version"],
-                actor=_actor(context),
-                reason=run_params(context).get("reason") or "passed the gate",
-                evidence=evidence,
-            )
+        # A refused deployment (smoke test, canary, compare-and-set) fails without retries (FailFast): the
+        # champion serves on, and a retry would not change the verdict.
+        rollout = begin_deployment(
+            self.config,
+            int(self.verdict["challenger_version"]),
+            self.verdict["champion_version"],
+            actor=_actor(context),
+            reason=run_params(context).get("reason") or "passed the gate",
+            evidence=evidence,
+        )
         if rollout.canary is not None:
             from mlops.airflow.triggers import CanaryTrigger
 
@@ -300,8 +365,7 @@ class DeployModelOperator(_PipelineOperator):
         """Resume after the canary phase: judge what the trigger saw, then promote or roll back."""
         from mlops.services.deploy import CanaryPhase, complete_canary
 
-        with _not_deployed():
-            entry = complete_canary(self.config, CanaryPhase.from_dict(event["phase"]), event)
+        entry = complete_canary(self.config, CanaryPhase.from_dict(event["phase"]), event)
         return self._promoted(context, entry)
 
     def _promoted(self, context: Context, entry: dict[str, Any]) -> dict[str, Any]:
@@ -314,38 +378,24 @@ class DeployModelOperator(_PipelineOperator):
         return entry
 
 
-@contextmanager
-def _not_deployed() -> Iterator[None]:
-    """A refused deployment fails the task without retries: the champion serves on, and retrying would not
-    change the verdict of a smoke test, a canary or a compare-and-set."""
-    from mlops.errors import PromotionConflict
-    from mlops.services.deploy import DeploymentRejected
-
-    try:
-        yield
-    except (DeploymentRejected, PromotionConflict) as exc:
-        raise AirflowFailException(str(exc)) from exc
-
-
 class RollbackOperator(_PipelineOperator):
     """Point ``champion`` back at an earlier version (the one it replaced, or ``params.to_version``)."""
 
+    # Nothing to roll back to (no champion, no such version) is a RegistryError: retrying will not change it.
+    also_permanent = (RegistryError,)
+
     def execute(self, context: Context) -> dict[str, Any]:
-        from mlops.errors import RegistryError
         from mlops.services.deploy import rollback
 
         params = context.get("params") or {}
         to_version = params.get("to_version")
         reason = params.get("reason") or "rollback from Airflow"
-        try:
-            entry = rollback(
-                self.config,
-                to_version=int(to_version) if to_version else None,
-                actor=_actor(context),
-                reason=reason,
-            )
-        except RegistryError as exc:  # nothing to roll back to: retrying will not change that
-            raise AirflowFailException(str(exc)) from exc
+        entry = rollback(
+            self.config,
+            to_version=int(to_version) if to_version else None,
+            actor=_actor(context),
+            reason=reason,
+        )
         self._alert(
             context,
             "promoted",
@@ -408,22 +458,19 @@ class MonitorWindowOperator(_PipelineOperator):
         from datetime import UTC, datetime
 
         from mlops.core.window import resolve_window
-        from mlops.errors import MonitoringError
         from mlops.services.monitor import monitor_window, retrain_reason
 
         params = context.get("params") or {}
-        try:
-            start, end = resolve_window(
-                params.get("start"),
-                params.get("end"),
-                context.get("data_interval_start"),
-                context.get("data_interval_end"),
-                now=datetime.now(UTC),
-            )
-            outcome = monitor_window(self.config, start, end)
-        except MonitoringError as exc:
-            # A bad window, no reference, an unreadable log: a person has to look; retrying would not help.
-            raise AirflowFailException(str(exc)) from exc
+        # A bad window, no reference, an unreadable log (MonitoringError): a person has to look, so the task
+        # fails without retries (FailFast) unless the log was out of reach over the network.
+        start, end = resolve_window(
+            params.get("start"),
+            params.get("end"),
+            context.get("data_interval_start"),
+            context.get("data_interval_end"),
+            now=datetime.now(UTC),
+        )
+        outcome = monitor_window(self.config, start, end)
         ti = context["ti"]
         ti.xcom_push(key=MLFLOW_RUN_KEY, value=outcome.run.run_id)  # the failure alerts link to the run
         ti.xcom_push(key=MLFLOW_EXPERIMENT_KEY, value=outcome.run.experiment_id)

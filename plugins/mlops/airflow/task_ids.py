@@ -25,10 +25,12 @@ __all__ = [
     "TRIGGER_KEYS",
     "VALIDATE",
     "VERDICT_KEY",
+    "WAIT_FOR_BATCH",
 ]
 
-# The training DAG: ingest >> validate >> train >> register >> gate >> [deploy | gate_rejected], with approve
-# between the gate and deploy where ``deploy.approval.required``.
+# The training DAG: [wait_for_batch >>] ingest >> validate >> train >> register >> gate >> [deploy |
+# gate_rejected], with wait_for_batch where ``data.wait`` is set and approve between the gate and deploy where
+# ``deploy.approval.required``.
 INGEST = "ingest"
 VALIDATE = "validate"
 TRAIN = "train"
@@ -37,6 +39,8 @@ GATE = "gate"
 APPROVE = "approve"
 DEPLOY = "deploy"
 REJECTED = "gate_rejected"
+#: The head of the training DAG where ``data.wait`` is set: waits (deferred) until the batch lands.
+WAIT_FOR_BATCH = "wait_for_batch"
 
 # The monitoring DAG: analyze >> act >> [request_retraining | done].
 ANALYZE = "analyze"

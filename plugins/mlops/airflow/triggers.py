@@ -4,7 +4,10 @@
 (``GET /canary``) with an async HTTP client until the phase is over (enough requests to judge, a guard rail
 crossed, or the deadline passed, the server unreachable meanwhile), then fires one event that resumes the
 deploy task, which judges and promotes or rolls back (:func:`mlops.services.deploy.complete_canary`).
-Under ``dag.test()`` Airflow runs the trigger in-process.
+
+:func:`batch_arrival_trigger` is what ``wait_for_batch`` (:mod:`mlops.airflow.batch_wait`) defers to until
+the run's batch lands: the standard provider's ``FileTrigger`` for a local file, :class:`S3BatchTrigger` for
+an ``s3://`` object. Under ``dag.test()`` Airflow runs the triggers in-process.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-__all__ = ["CanaryTrigger"]
+__all__ = ["CanaryTrigger", "S3BatchTrigger", "batch_arrival_trigger"]
 
 
 class CanaryTrigger(BaseTrigger):
@@ -104,3 +107,62 @@ class CanaryTrigger(BaseTrigger):
         if error:
             payload["error"] = error
         return TriggerEvent(payload)
+
+
+class S3BatchTrigger(BaseTrigger):
+    """Fire once the object at an ``s3://`` URI exists; look every ``poke_interval`` seconds.
+
+    The Amazon provider's ``S3KeyTrigger`` would do the same, but it needs ``aiobotocore``, which does not
+    install beside the botocore that boto3 is pinned with (``constraints.txt``). This one asks our storage
+    layer (boto3, in a thread), so it reads S3 exactly as ``ingest`` will: the same endpoint and credentials
+    (``AWS_ENDPOINT_URL``, ``AWS_*``). An error while looking (S3 unreachable) is logged and looked at again
+    at the next poke: the task's deferral timeout bounds the wait.
+
+    Args:
+        uri: The ``s3://bucket/key`` of the batch.
+        poke_interval: Seconds between two looks.
+    """
+
+    def __init__(self, uri: str, poke_interval: float = 60.0) -> None:
+        super().__init__()
+        self.uri = uri
+        self.poke_interval = poke_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"uri": self.uri, "poke_interval": self.poke_interval},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        while True:
+            try:
+                if await asyncio.to_thread(_exists, self.uri):
+                    self.log.info("Batch %s arrived", self.uri)
+                    yield TriggerEvent({"status": "found", "uri": self.uri})
+                    return
+            except Exception as exc:  # S3 down for a moment: the deferral's timeout bounds the wait
+                self.log.warning("Could not look for %s (%s); looking again", self.uri, exc)
+            await asyncio.sleep(self.poke_interval)
+
+
+def _exists(uri: str) -> bool:
+    """Whether the object exists (in a thread: the import and boto3's client would block the event loop)."""
+    from mlops.data import storage
+
+    return storage.exists(uri)
+
+
+def batch_arrival_trigger(uri: str, poke_interval: float) -> BaseTrigger:
+    """The trigger that fires when the batch at ``uri`` (``s3://`` or a local ``file://`` URI) exists."""
+    if uri.startswith("s3://"):
+        return S3BatchTrigger(uri, poke_interval=poke_interval)
+    import glob
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    from airflow.providers.standard.triggers.file import FileTrigger
+
+    path = unquote(urlparse(uri).path) if uri.startswith("file://") else str(Path(uri))
+    # FileTrigger takes a glob: escape the path so that a '[' or '*' in a file name is taken literally.
+    return FileTrigger(glob.escape(path), poke_interval=poke_interval)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlops.config import settings
 from mlops.errors import ConfigError
 
 #: libyaml's safe loader parses ~8x faster than the pure-Python one; DAG files parse configs constantly.
@@ -36,7 +37,7 @@ REGRESSION_METRICS: tuple[str, ...] = RegressionMetric.__args__  # type: ignore[
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mape"})
 #: Metrics computed from predicted probabilities (the estimator needs ``predict_proba``).
 PROBABILITY_METRICS = frozenset({"roc_auc", "average_precision", "log_loss"})
-AlertEvent = Literal["failure", "rejected", "promoted", "drift", "approval"]
+AlertEvent = Literal["failure", "rejected", "promoted", "drift", "approval", "data_warning"]
 _METRIC_LIST = {
     "classification": ", ".join(f"`{m}`" for m in CLASSIFICATION_METRICS),
     "regression": ", ".join(f"`{m}`" for m in REGRESSION_METRICS),
@@ -59,6 +60,27 @@ def check_schedule(value: str | None) -> str | None:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BatchWait(_Strict):
+    """Wait for the batch to arrive before ingesting it (task `wait_for_batch` at the head of the training DAG).
+
+    The wait happens in Airflow's triggerer, not in a worker slot: a scheduled run can start before the day's
+    batch lands and proceeds as soon as it does. Past the timeout the run fails without retries, saying
+    where it looked ("no batch at s3://... after 6 h").
+    """
+
+    timeout_hours: float = Field(
+        gt=0.0,
+        description="How long a run waits for its batch before it fails.",
+        examples=[6],
+    )
+    poke_seconds: float = Field(
+        default=60.0,
+        ge=1.0,
+        description="How often the triggerer looks for the batch.",
+        examples=[30],
+    )
 
 
 class DataSource(_Strict):
@@ -91,21 +113,50 @@ class DataSource(_Strict):
         examples=["parquet"],
     )
 
-    @field_validator("source")
+    wait: BatchWait | None = Field(
+        default=None,
+        description="Wait for the batch at `source` (or the run's `data_uri`) before ingesting it, up to a "
+        "timeout; null: a run whose batch is missing fails at `ingest`. Use it with a `schedule` when "
+        "batches land at no fixed time.",
+        examples=[{"timeout_hours": 6, "poke_seconds": 60}],
+    )
+    landing_roots: list[str] = Field(
+        default=[],
+        description="More folders or `s3://bucket/prefix`es a run may ingest from (relative to `MLOPS_HOME`). "
+        "A `data_uri` is read only under a root: always `MLOPS_HOME/landing` and the `landing` beside the "
+        "store (`s3://b/store`: `s3://b/landing`), the folder or prefix of `source` "
+        "(before its first `{`; not the home itself nor `/`), the store's `<pipeline>/retrain/` (the "
+        "retraining batches), these, and the operator's `MLOPS_DATA_ROOTS`. Anything else (`../`, a symlink "
+        "that leads out, another S3 prefix) fails `ingest` at once and nothing is copied. "
+        "[How a run finds its batch](#how-a-run-finds-its-batch).",
+        examples=[["/srv/drop/fraud", "s3://acme-ml-landing/fraud/"]],
+    )
+
+    @field_validator("source", "landing_roots")
     @classmethod
-    def _known_scheme(cls, value: str) -> str:
-        scheme = value.split("://", 1)[0] if "://" in value else ""
-        if scheme not in ("", "file", "s3"):
-            raise ValueError(f"scheme '{scheme}://' is not supported; use a path, file:// or s3://")
+    def _known_scheme(cls, value: str | list[str]) -> str | list[str]:
+        for uri in [value] if isinstance(value, str) else value:
+            scheme = uri.split("://", 1)[0] if "://" in uri else ""
+            if scheme not in ("", "file", "s3"):
+                raise ValueError(f"scheme '{scheme}://' is not supported; use a path, file:// or s3://")
         return value
 
 
 class Feature(_Strict):
     """One input column of the model.
 
-    A column that holds numbers but means a category (a store id, a postcode) should be declared
-    `categorical`: it is then one-hot encoded rather than scaled. Categorical values are converted to text
-    before encoding, so `1` and `"1"` are the same category.
+    A column that holds numbers but means a category (a store id, a postcode, an education level coded 1..7)
+    should be declared `categorical`: it is then one-hot encoded rather than scaled.
+
+    **One typing, end to end.** Each feature has one canonical form wherever its values are (a CSV or Parquet
+    batch, validation, the training frame, the model's signature, a request to the model server, the inference
+    log, the monitoring window, the retraining batch): a `numeric` feature is a float (integers and nullable
+    integers included; booleans are not numbers: declare them `categorical`); a `categorical` feature is
+    text, one spelling per category whatever type carried it: `3`, `3.0`, `"3"` and `"3.0"` are the category
+    `"3"`; `true`, `"True"` and `"TRUE"` are `"true"`; any other text is kept as it is (`"007"` stays
+    `"007"`: a CSV's categorical columns are read as text). `allowed` values and slice `values` compare in
+    that form, so `allowed: [0, 1, 2]` matches codes read from a CSV, sent as JSON numbers or strings, and
+    read back from the inference log.
     """
 
     name: str = Field(
@@ -146,9 +197,10 @@ class ColumnRule(_Strict):
     )
     allowed: list[str | int | float | bool] | None = Field(
         default=None,
-        description="Every non-null value is one of these (any column; at least one value). Quote strings "
-        'that YAML would read as booleans: `["yes", "no"]`; unquoted they become `true`/`false` and no value '
-        "matches.",
+        description="Every non-null value is one of these (any column; at least one value). On a categorical "
+        'feature the values compare in their canonical text (`3`, `3.0` and `"3"` are one value; see '
+        '[features](#features)). Quote strings that YAML would read as booleans: `["yes", "no"]`; unquoted '
+        "they become `true`/`false`.",
         examples=[["month-to-month", "one_year", "two_year"]],
     )
     max_null_fraction: float | None = Field(
@@ -171,13 +223,19 @@ class ColumnRule(_Strict):
 
 
 class RowCount(_Strict):
-    """Bounds on the number of rows of a batch, always checked (by default: at least one row).
+    """Bounds on the number of rows of a batch, always checked (by default: at least 50 rows).
 
     A file with a header but no rows, or an empty file, is rejected anyway (as unreadable), even with
     `min: 0`.
     """
 
-    min: int = Field(default=1, ge=0, description="Fewest rows a batch may have.", examples=[1000])
+    min: int = Field(
+        default=50,
+        ge=0,
+        description="Fewest rows a batch may have. The default, 50, refuses a truncated export or a few rows "
+        "that would train and gate a model on noise (a 20 % holdout of 50 rows is 10 rows); set your own.",
+        examples=[1000],
+    )
     max: int | None = Field(
         default=None,
         ge=1,
@@ -197,7 +255,9 @@ class Expectations(_Strict):
 
     The `validate` task checks them with Great Expectations before anything learns from the batch; a batch
     that breaks one is quarantined and the run fails (see
-    [Data validation](#data-validation-derived-and-explicit-expectations)).
+    [Data validation](#data-validation-derived-and-explicit-expectations)). Without `columns` rules, the
+    first accepted batch becomes a [baseline](#the-baseline-protection-without-writing-expectations) that
+    later batches are checked against; `mlops config infer <batch>` proposes rules to review and commit.
     """
 
     row_count: RowCount = Field(
@@ -218,6 +278,14 @@ class Expectations(_Strict):
                 "churned": {"allowed": [0, 1]},
             }
         ],
+    )
+    baseline: Literal["warn", "fail", "off"] = Field(
+        default="warn",
+        description="With no `columns` rules: `warn` flags a batch that breaks the baseline (accepted, with "
+        "warnings in the report, the task log and the task's result), `fail` quarantines it, `off` records "
+        "none. `warn` by default: nobody reviewed these rules, and a real change (a new code, drift, the "
+        "retraining batch) must not stop the pipeline on a guess. [Why](#what-a-minimal-config-protects-against).",
+        examples=["fail"],
     )
 
 
@@ -252,6 +320,11 @@ class ModelSpec(_Strict):
         if not ESTIMATOR_PATTERN.match(value):
             raise ValueError(
                 f"'{value}' is not an import path like 'sklearn.linear_model.LogisticRegression'"
+            )
+        if not settings.estimator_allowed(value):  # on the string: nothing is imported for a refused path
+            raise ValueError(
+                f"'{value}' is not in an allowed estimator module ({', '.join(settings.estimator_modules())}); "
+                "the operator adds a module prefix with MLOPS_ESTIMATOR_MODULES"
             )
         return value
 
@@ -482,7 +555,7 @@ class AlertRoute(_Strict):
         examples=[["retention-ml@example.com"]],
     )
     events: list[AlertEvent] = Field(
-        default=["failure", "rejected", "drift"],
+        default=["failure", "rejected", "drift", "data_warning"],
         description="The events this route receives. `promoted` is sent only where listed; `approval` goes to "
         "every route when no route lists it.",
         examples=[["failure", "rejected", "promoted"]],
@@ -722,6 +795,14 @@ class Serving(_Strict):
         ge=0,
         description="How long the server gathers concurrent requests into one prediction, in milliseconds.",
     )
+    out_of_range: Literal["reject", "flag", "off"] = Field(
+        default="flag",
+        description="Inputs outside `expectations.columns` bounds (`min`, `max`, `allowed`): `reject` (422), "
+        "`flag` (answered, marked in the response, the log and `/metrics`) or `off`.",
+    )
+    answered_ids: int = Field(
+        default=1_000_000, ge=1, description="Recent request ids kept for feedback (about 200 bytes each)."
+    )
     inference_log: InferenceLogSettings = Field(
         default=InferenceLogSettings(),
         description="Where and how the served predictions are logged.",
@@ -794,6 +875,16 @@ class Drift(_Strict):
         gt=0.0,
         le=1.0,
         description="A window has dataset drift when at least this share of features drifts.",
+    )
+    noise_sigmas: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="Raise a distance test's threshold, on a window small enough for sampling noise to reach "
+        "it, to the noise floor of the window's size: the mean plus this many standard deviations of the "
+        "test's score between two samples of the reference's own distribution, one of the window's size and "
+        "one of the reference's (seeded). `summary.json` records both thresholds. 0: the thresholds as "
+        "configured. p-value tests are left as they are.",
+        examples=[0],
     )
 
 
@@ -1333,6 +1424,8 @@ def check_config_deep(config: PipelineConfig) -> list[str]:
     from sklearn.base import is_classifier, is_regressor
 
     module_name, _, class_name = config.model.estimator.rpartition(".")
+    if not settings.estimator_allowed(config.model.estimator):  # a config built without validation
+        return [f"field 'model.estimator': '{config.model.estimator}' is not in an allowed estimator module"]
     try:
         estimator_cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:

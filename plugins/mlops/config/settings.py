@@ -42,6 +42,11 @@ def _default_pipelines_dir(data: dict[str, Any]) -> Path:
     return (root / "include" / "pipelines") if root else data["home"] / "pipelines"
 
 
+#: Where an estimator class may come from without ``MLOPS_ESTIMATOR_MODULES``: scikit-learn, XGBoost, LightGBM,
+#: and the kit's own deliberately faulty models (``mlops_datagen.faulty``, for the demo and the tests).
+ESTIMATOR_MODULES = ("sklearn", "xgboost", "lightgbm", "mlops_datagen.faulty")
+
+
 class EnvironmentSettings(BaseSettings):
     """Settings read from the process's environment only: no ``.env`` file, no secrets folder (an env file is
     read explicitly where one is meant, e.g. ``mlops stack``), and half the cost of each read."""
@@ -100,6 +105,18 @@ class Settings(EnvironmentSettings):
         "http://127.0.0.1:8080",
         description="Base URL of the Airflow UI, used in links in alerts (`MLOPS_AIRFLOW_UI_URL`).",
     )
+    data_roots: str = Field(
+        "",
+        description="Landing roots every pipeline may also ingest from, comma-separated: local folders or "
+        "`s3://bucket/prefix` (`MLOPS_DATA_ROOTS`; relative to the home). Added to each pipeline's own "
+        "(`data.landing_roots` and its defaults); the operator's way to open a shared drop folder.",
+    )
+    estimator_modules: str = Field(
+        "",
+        description="Module prefixes an estimator may also be imported from, comma-separated "
+        "(`MLOPS_ESTIMATOR_MODULES`, e.g. `catboost,acme_models`); added to "
+        f"{', '.join(f'`{m}`' for m in ESTIMATOR_MODULES)}.",
+    )
     airflow_home: str | None = Field(
         None,
         validation_alias="AIRFLOW_HOME",
@@ -117,13 +134,77 @@ class Settings(EnvironmentSettings):
         return uri.rstrip("/")
 
 
-#: The model server's admin token: ``/admin/reload`` wants it, the deploy step and the canary trigger send it.
+#: The model server's admin token: ``/admin/*`` wants it, the deploy step and the canary trigger send it.
 SERVING_ADMIN_TOKEN_ENV = "MLOPS_SERVING_ADMIN_TOKEN"
+#: The token of ``POST /feedback`` (default: the admin token), for the system that sends true labels.
+SERVING_FEEDBACK_TOKEN_ENV = "MLOPS_SERVING_FEEDBACK_TOKEN"
+#: Comma-separated Host names the model server answers (``*.example.com`` allowed); unset: any.
+SERVING_ALLOWED_HOSTS_ENV = "MLOPS_SERVING_ALLOWED_HOSTS"
+#: Without ``MLOPS_SERVING_ADMIN_TOKEN``, the server generates its token into this file of ``MLOPS_HOME``.
+SERVING_TOKEN_FILE = "serving.token"
 
 
-def serving_admin_token() -> str | None:
-    """The model server's admin bearer token (``MLOPS_SERVING_ADMIN_TOKEN``), or None when unset or empty."""
-    return os.environ.get(SERVING_ADMIN_TOKEN_ENV) or None
+def serving_token_file() -> Path:
+    """Where the embedded default keeps the model server's generated token (``<MLOPS_HOME>/serving.token``)."""
+    return mlops_home() / SERVING_TOKEN_FILE
+
+
+def serving_admin_token(*, create: bool = False) -> str | None:
+    """The model server's admin bearer token: ``MLOPS_SERVING_ADMIN_TOKEN``, else the one generated into
+    :func:`serving_token_file` (with ``create``, generate it there, mode 600, when there is none yet)."""
+    token = os.environ.get(SERVING_ADMIN_TOKEN_ENV)
+    if token:
+        return token
+    path = serving_token_file()
+    if create and not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(32) + "\n")
+        try:  # a hard link appears whole or not at all: two servers starting at once keep one token
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def serving_feedback_token(*, create: bool = False) -> str | None:
+    """The bearer token of ``POST /feedback``: ``MLOPS_SERVING_FEEDBACK_TOKEN``, else the admin token."""
+    return os.environ.get(SERVING_FEEDBACK_TOKEN_ENV) or serving_admin_token(create=create)
+
+
+def serving_allowed_hosts() -> list[str] | None:
+    """The Host names the model server answers (``MLOPS_SERVING_ALLOWED_HOSTS``), or None for any."""
+    hosts = [h.strip() for h in os.environ.get(SERVING_ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
+    return hosts or None
+
+
+def _listed(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def data_roots() -> list[str]:
+    """The operator's extra landing roots (``MLOPS_DATA_ROOTS``, comma-separated), as given."""
+    return _listed(current().data_roots)
+
+
+def estimator_modules() -> tuple[str, ...]:
+    """Module prefixes an estimator may be imported from: the built-in ones and ``MLOPS_ESTIMATOR_MODULES``."""
+    return (*ESTIMATOR_MODULES, *(m.strip(".") for m in _listed(current().estimator_modules)))
+
+
+def estimator_allowed(path: str) -> bool:
+    """Whether the import path ``path`` (``package.module.Class``) lies in an allowed module: checked on the
+    string, before anything is imported (``sklearn`` allows ``sklearn.svm.SVC``, not ``sklearnx.Evil``)."""
+    return any(path.startswith(f"{prefix}.") for prefix in estimator_modules())
 
 
 def current() -> Settings:

@@ -6,6 +6,7 @@ Layout in the data store (``MLOPS_STORE_URI``)::
     <store>/<pipeline>/accepted/<hash>.<ext> + .json       passed validation (manifest beside it)
     <store>/<pipeline>/quarantine/<hash>/<name>            failed: the batch, its result and report
     <store>/<pipeline>/validation/<hash>/                  every validation's result (JSON) and report (HTML)
+    <store>/<pipeline>/baseline/baseline.json              the recorded baseline (:mod:`mlops.data.baseline`)
 
 A batch is immutable and named by its SHA-256, so ingesting the same file twice is harmless. The source file is
 never modified or deleted: nothing a user hands us is lost.
@@ -15,14 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import PurePosixPath
-from urllib.parse import urlparse
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlparse
 
 from mlops.config import PipelineConfig, settings
 from mlops.data import storage
-from mlops.errors import DataValidationError, StorageError
+from mlops.errors import DataAccessError, DataValidationError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class Batch:
     size_bytes: int
     ingested_at: str
     rows: int | None = None
+    #: What its validation flagged without failing it (the baseline's checks in warn mode), one line each.
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,9 +62,50 @@ def pipeline_root(pipeline: str) -> str:
     return storage.join(settings.store_uri(), pipeline)
 
 
+def landing_roots(config: PipelineConfig) -> list[str]:
+    """Where a run of ``config`` may ingest from, as URIs (``data.landing_roots`` describes the defaults)."""
+    home, store = settings.mlops_home(), urlparse(settings.store_uri())
+    # The drop folder beside the store: <home>/landing for the embedded store, s3://b/landing for s3://b/store.
+    beside = PurePosixPath(unquote(store.path) or "/").parent / "landing"
+    beside_store = f"s3://{store.netloc}{beside}" if store.scheme == "s3" else Path(beside).resolve().as_uri()
+    roots = [(home / "landing").as_uri(), beside_store, storage.join(pipeline_root(config.name), "retrain")]
+    before_template = config.data.source.split("{", 1)[0].rpartition("/")[0]  # the source's folder or prefix
+    if before_template:
+        folder = storage.resolve_uri(before_template)
+        parsed = urlparse(folder)
+        local = Path(unquote(parsed.path) or "/").resolve() if parsed.scheme == "file" else None
+        if local not in (home, Path("/")):  # a source at the top of the home or the disk opens too much
+            roots.append(folder)
+    roots += [storage.resolve_uri(root) for root in [*config.data.landing_roots, *settings.data_roots()]]
+    return list(dict.fromkeys(roots))
+
+
+def batch_source(config: PipelineConfig, data_uri: str | None, when: date | datetime | None = None) -> str:
+    """The URI a run of ``config`` reads its batch from (``data_uri``, default the config's source, with
+    ``{ds}`` resolved), checked against :func:`landing_roots` without reading anything at it.
+
+    Raises:
+        DataAccessError: the URI is outside the roots (permanent: the task fails without retries).
+    """
+    roots = landing_roots(config)
+    try:
+        return storage.confined(storage.resolve_uri(data_uri or config.data.source, when), roots)
+    except DataAccessError as exc:
+        raise DataAccessError(
+            f"pipeline '{config.name}' refuses the batch {exc}. Its landing roots: {', '.join(roots)}. Put the "
+            "batch under one of them, or add a root: 'data.landing_roots' in the pipeline's YAML, or "
+            "MLOPS_DATA_ROOTS (comma-separated) for the whole install."
+        ) from None
+
+
 def ingest_batch(config: PipelineConfig, data_uri: str | None, when: date | datetime | None = None) -> Batch:
-    """Copy the batch at ``data_uri`` (default: the config's source) into the store under its content hash."""
-    source = storage.resolve_uri(data_uri or config.data.source, when)
+    """Copy the batch at ``data_uri`` (default: the config's source) into the store under its content hash.
+
+    Only a batch under the pipeline's landing roots (:func:`landing_roots`) is read: anything else raises
+    :class:`~mlops.errors.DataAccessError` (permanent: the task fails without retries) before its existence is
+    even checked, and nothing is copied.
+    """
+    source = batch_source(config, data_uri, when)
     if not storage.exists(source):
         raise StorageError(f"{source}: no batch there (pipeline '{config.name}', data_uri {data_uri!r})")
     digest = storage.content_hash(source)
@@ -107,14 +151,20 @@ class ValidationOutcome:
 def validate_and_file(config: PipelineConfig, batch: Batch) -> ValidationOutcome:
     """Validate a batch; accept it, or quarantine it with its result and raise ``DataValidationError``.
 
-    The result (JSON) and a readable report (HTML) are saved first, whatever the verdict.
+    The result (JSON) and a readable report (HTML) are saved first, whatever the verdict. A pipeline without
+    ``expectations.columns`` rules is also checked against its recorded baseline, and its first accepted
+    batch becomes that baseline (:mod:`mlops.data.baseline`); in warn mode, what the baseline flags is
+    logged as a warning and kept on the accepted batch (``Batch.warnings``).
     """
+    from mlops.data import baseline as baselines
     from mlops.data import validation
 
+    baseline = baselines.active_baseline(config)
+    frame = None
     try:
         with storage.local_file(batch.uri) as path:
-            frame = validation.read_batch(path, batch.format)
-        report = validation.validate_frame(frame, config)
+            frame = validation.read_batch(path, batch.format, config)
+        report = validation.validate_frame(frame, config, baseline=baseline)
         rows = len(frame)
     except DataValidationError as exc:
         report = validation.ValidationReport.for_unreadable(config.name, str(exc))
@@ -133,8 +183,27 @@ def validate_and_file(config: PipelineConfig, batch: Batch) -> ValidationOutcome
         first_seen = (
             json.loads(storage.read_text(manifest))["ingested_at"] if storage.exists(manifest) else None
         )
-        batch = Batch(**{**batch.to_dict(), "uri": accepted, "ingested_at": first_seen or batch.ingested_at})
+        warnings = [f"{w.column}: {w.detail}" if w.column else w.detail for w in report.warnings]
+        batch = Batch(
+            **{
+                **batch.to_dict(),
+                "uri": accepted,
+                "ingested_at": first_seen or batch.ingested_at,
+                "warnings": warnings,
+            }
+        )
         storage.write_text(manifest, json.dumps(batch.to_dict(), indent=2))
+        if warnings:
+            log.warning(
+                "Batch %s of %s passed with %d baseline warning(s): %s. Report: %s",
+                batch.source,
+                config.name,
+                len(warnings),
+                "; ".join(warnings),
+                report_uri,
+            )
+        if baseline is None and frame is not None and baselines.applies(config):
+            baselines.record_baseline(config, frame, batch=batch.content_hash, source=batch.source)
         return ValidationOutcome(batch, True, report.summary(), result_uri, report_uri, None)
 
     quarantine = storage.join(pipeline_root(config.name), "quarantine", batch.content_hash)

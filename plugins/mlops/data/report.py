@@ -28,6 +28,7 @@ __all__ = ["FILE_IS_READABLE", "Failure", "ValidationReport", "render_report_htm
 #: The expectation name of the one failure of a report on a batch that could not be read.
 FILE_IS_READABLE = "file_is_readable"
 _EXISTS = "expect_column_to_exist"
+_MISSING_TARGET = "the target column"
 _TYPE = "expect_column_values_to_be_in_type_list"
 _NOT_NULL = "expect_column_values_to_not_be_null"
 _BETWEEN = "expect_column_values_to_be_between"
@@ -36,6 +37,7 @@ _ROW_COUNT = "expect_table_row_count_to_be_between"
 
 _SAMPLE_SIZE = 5
 _SUMMARY_ITEMS = 6
+_COLUMNS_LISTED = 20
 
 
 # The report -------------------------------------------------------------------------------------------------
@@ -77,6 +79,8 @@ class ValidationReport:
         failed: The broken rules; checks that could not run because their column is missing (or not
             numeric) are folded into that one failure.
         result: The full GX result (``to_json_dict()``), JSON-serialisable.
+        warnings: Broken rules of GX severity ``warning`` (the recorded baseline's checks in warn mode,
+            :mod:`mlops.data.baseline`): shown and logged, but the batch passes.
     """
 
     success: bool
@@ -85,6 +89,7 @@ class ValidationReport:
     evaluated: int
     failed: list[Failure]
     result: dict[str, Any]
+    warnings: list[Failure] = field(default_factory=list)
 
     # Construction ---------------------------------------------------------------------------------------
     @classmethod
@@ -102,20 +107,21 @@ class ValidationReport:
         entries = result.get("results", [])
         missing = {_column(e) for e in entries if _type(e) == _EXISTS and not e.get("success")}
         mistyped = {_column(e) for e in entries if _type(e) == _TYPE and not e.get("success")}
-        failed = [
-            _failure(entry, df)
-            for entry in entries
-            if not entry.get("success") and not _folded(entry, missing, mistyped)
-        ]
+        broken = [e for e in entries if not e.get("success") and not _folded(e, missing, mistyped)]
+        failed = [_failure(entry, df) for entry in broken if not _is_warning(entry)]
+        warnings = [_failure(entry, df) for entry in broken if _is_warning(entry)]
         rows = len(df) if df is not None else _observed_rows(entries)
         statistics = result.get("statistics", {})
+        # Only a broken rule that is not a mere warning fails the batch (GX's own verdict counts them all).
+        critical = any(not e.get("success") and not _is_warning(e) for e in entries)
         return cls(
-            success=bool(result.get("success")),
+            success=bool(result.get("success")) or (bool(entries) and not critical),
             pipeline=pipeline,
             rows=rows,
             evaluated=int(statistics.get("evaluated_expectations", len(entries))),
             failed=failed,
             result=result,
+            warnings=warnings,
         )
 
     @classmethod
@@ -160,6 +166,9 @@ class ValidationReport:
             evaluated=int(data["evaluated"]),
             failed=[Failure(**{k: v for k, v in f.items() if k in names}) for f in data["failed"]],
             result=data["result"],
+            warnings=[
+                Failure(**{k: v for k, v in f.items() if k in names}) for f in data.get("warnings", [])
+            ],
         )
 
     @classmethod
@@ -170,7 +179,10 @@ class ValidationReport:
     # Renderings -----------------------------------------------------------------------------------------
     @property
     def unsuccessful(self) -> int:
-        """Expectations that failed, as GX counts them (checks on a missing column included)."""
+        """Expectations that failed, as GX counts them (checks on a missing column included), warnings not."""
+        entries = self.result.get("results") or []
+        if entries:
+            return sum(1 for e in entries if not e.get("success") and not _is_warning(e))
         return int(self.result.get("statistics", {}).get("unsuccessful_expectations", len(self.failed)))
 
     def summary(self) -> str:
@@ -181,9 +193,16 @@ class ValidationReport:
         """
         if self.result.get("meta", {}).get("unreadable") is not None:
             return f"The batch of {self.pipeline} could not be read: {self.failed[0].detail}"
+        if self.success and self.warnings:
+            return _warned_summary(self)
         if self.success:
             return f"All {self.evaluated} expectations passed on {self.rows} rows of {self.pipeline}."
-        items = [f"{f.column}: {f.detail}" if f.column else f.detail for f in self.failed[:_SUMMARY_ITEMS]]
+        # A missing target first: nothing can be trained or checked against it.
+        failed = sorted(self.failed, key=lambda f: not _is_missing_target(f))
+        items = [
+            f.detail if _is_missing_target(f) or not f.column else f"{f.column}: {f.detail}"
+            for f in failed[:_SUMMARY_ITEMS]
+        ]
         if len(self.failed) > _SUMMARY_ITEMS:
             items.append(f"and {len(self.failed) - _SUMMARY_ITEMS} more (see the full report)")
         return (
@@ -223,6 +242,23 @@ def _column(entry: dict[str, Any]) -> str | None:
 
 def _meta(entry: dict[str, Any]) -> dict[str, Any]:
     return entry.get("expectation_config", {}).get("meta") or {}
+
+
+def _is_warning(entry: dict[str, Any]) -> bool:
+    """A check of GX severity ``warning``: reported, but it does not fail the batch."""
+    return entry.get("expectation_config", {}).get("severity") == "warning"
+
+
+def _warned_summary(report: ValidationReport) -> str:
+    """The summary of a batch that passed with warnings: what was flagged comes first."""
+    items = [f"{w.column}: {w.detail}" if w.column else w.detail for w in report.warnings[:_SUMMARY_ITEMS]]
+    if len(report.warnings) > _SUMMARY_ITEMS:
+        items.append(f"and {len(report.warnings) - _SUMMARY_ITEMS} more (see the full report)")
+    count = len(report.warnings)
+    return (
+        f"Passed with {count} warning{'s' if count != 1 else ''} on {report.rows} rows of {report.pipeline} "
+        f"({report.evaluated - count} of {report.evaluated} expectations met): " + "; ".join(items) + "."
+    )
 
 
 def _observed_rows(entries: list[dict[str, Any]]) -> int:
@@ -278,7 +314,9 @@ def _failure(entry: dict[str, Any], df: pd.DataFrame | None) -> Failure:
     rule = _meta(entry).get("rule") or kind
     error = _exception_message(entry)
     rows_word = "row" if count == 1 else "rows"
-    if kind == _EXISTS:
+    if kind == _EXISTS and _meta(entry).get("source") == "target":
+        detail = _missing_target(column, df)
+    elif kind == _EXISTS:
         detail = "column is missing"
     elif error is not None:
         detail = f"could not be checked: {' '.join(str(error).split())[:200]}"
@@ -320,6 +358,18 @@ def _failure(entry: dict[str, Any], df: pd.DataFrame | None) -> Failure:
         detail=detail,
         sample_rows=sample_rows,
     )
+
+
+def _missing_target(column: str | None, df: pd.DataFrame | None) -> str:
+    """The failure of a batch without its target column: says that it is the target, and what the batch has."""
+    names = [str(name) for name in (df.columns if df is not None else [])]
+    more = f" and {len(names) - _COLUMNS_LISTED} more" if len(names) > _COLUMNS_LISTED else ""
+    found = f"; the batch has columns: {', '.join(names[:_COLUMNS_LISTED])}{more}" if names else ""
+    return f"{_MISSING_TARGET} {column!r} is missing{found}"
+
+
+def _is_missing_target(failure: Failure) -> bool:
+    return failure.expectation == _EXISTS and failure.detail.startswith(_MISSING_TARGET)
 
 
 def _type_detail(
@@ -402,7 +452,7 @@ def render_report_html(report: ValidationReport) -> str:
     entries = report.result.get("results", [])
     missing = {_column(e) for e in entries if _type(e) == _EXISTS and not e.get("success")}
     mistyped = {_column(e) for e in entries if _type(e) == _TYPE and not e.get("success")}
-    by_key = {(f.expectation, f.column): f for f in report.failed}
+    by_key = {(f.expectation, f.column): f for f in [*report.failed, *report.warnings]}
     rows: list[dict[str, str]] = []
     for entry in entries:
         kind, column = _type(entry), _column(entry)
@@ -416,7 +466,8 @@ def render_report_html(report: ValidationReport) -> str:
         else:
             failure = by_key.get((kind, column))
             observed = failure.detail if failure else _observed_text(entry)
-            rows.append(_report_row("fail", column, rule, source, observed, failure))
+            outcome = "warn" if _is_warning(entry) else "fail"
+            rows.append(_report_row(outcome, column, rule, source, observed, failure))
     if not entries:
         rows += [_report_row("fail", f.column, f.rule, f.expectation, f.detail, f) for f in report.failed]
 
@@ -429,13 +480,16 @@ def render_report_html(report: ValidationReport) -> str:
         ("Rows", str(report.rows)),
         ("Expectations", f"{report.evaluated} evaluated, {failed} failed"),
     ]
+    if report.warnings:
+        facts.append(("Warnings", f"{len(report.warnings)} (the batch passes; see the rows marked warn)"))
     if run_time:
         facts.append(("Validated at", str(run_time)))
     return render(
         "validation_report.html.j2",
         pipeline=report.pipeline,
         success=report.success,
-        verdict="PASSED" if report.success else "FAILED",
+        warned=bool(report.warnings),
+        verdict=("PASSED WITH WARNINGS" if report.warnings else "PASSED") if report.success else "FAILED",
         facts=facts,
         summary=report.summary(),
         rows=rows,
@@ -443,7 +497,12 @@ def render_report_html(report: ValidationReport) -> str:
 
 
 #: A row's outcome -> (the text of its status badge, the class of its table row).
-_OUTCOMES = {"pass": ("pass", "passed"), "fail": ("fail", "failed"), "skip": ("not run", "skipped")}
+_OUTCOMES = {
+    "pass": ("pass", "passed"),
+    "fail": ("fail", "failed"),
+    "warn": ("warn", "warned"),
+    "skip": ("not run", "skipped"),
+}
 
 
 def _report_row(

@@ -2,6 +2,10 @@
 
 Every task talks to data through URIs so that two tasks never need to share a disk. The S3 endpoint comes from
 boto3's own settings (``AWS_ENDPOINT_URL``, ``AWS_*`` credentials), so MinIO or moto work unchanged.
+
+Local objects are private to the user that writes them: files ``0600``, the folders created for them ``0700``.
+S3 objects get no ACL (private to the bucket's owner, S3's default). :func:`confined` checks that a location
+lies under a set of roots (the landing roots of a pipeline) before anything of it is read.
 """
 
 from __future__ import annotations
@@ -12,16 +16,17 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from mlops.config import settings
-from mlops.errors import StorageError
+from mlops.errors import DataAccessError, StorageError
 
 _CHUNK = 1 << 20
+_PRIVATE_FILE, _PRIVATE_DIR = 0o600, 0o700
 
 
 def resolve_uri(uri: str, when: date | datetime | None = None) -> str:
@@ -62,6 +67,55 @@ def _s3_parts(uri: str) -> tuple[str, str]:
     if parsed.scheme != "s3" or not parsed.netloc:
         raise StorageError(f"{uri}: not a supported URI (use a path, file:// or s3://bucket/key)")
     return parsed.netloc, parsed.path.lstrip("/")
+
+
+def confined(uri: str, roots: Sequence[str]) -> str:
+    """``uri`` as it will be read, if it lies under one of ``roots``; else :class:`DataAccessError`.
+
+    Nothing at ``uri`` is read. A local path is taken at its real location (``..``, ``%2e%2e`` and symlinks
+    resolved, in the path and in each root), so a link inside a root that leads outside is refused, and so is
+    anything but a regular file; the result names that real file. An S3 key with ``.`` or ``..`` segments is
+    refused (some S3 servers normalise them); the bucket must be a root's and the key under its prefix. The
+    message names the roots, never anything of the object.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file", "s3"):
+        raise DataAccessError(f"{uri}: only local paths, file:// and s3:// URIs can be read")
+    local = _local_path(uri)
+    if local is not None:
+        if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
+            raise DataAccessError(f"{uri}: a file:// URI must not name a host")
+        real = Path(os.path.realpath(local))
+        if not any(
+            real.is_relative_to(os.path.realpath(r)) for r in map(_local_path, roots) if r and r.is_absolute()
+        ):
+            raise DataAccessError(f"{uri}: outside the landing roots")
+        if os.path.exists(real) and not os.path.isfile(real):  # (a FIFO would block the reader)
+            raise DataAccessError(f"{uri}: not a regular file")
+        return real.as_uri()
+    try:
+        bucket, key = _s3_parts(uri)
+    except StorageError as exc:
+        raise DataAccessError(str(exc)) from None
+    if {".", ".."} & set(key.split("/")):
+        raise DataAccessError(f"{uri}: an S3 key with '.' or '..' segments is not read")
+    for root in roots:
+        if urlparse(root).scheme == "s3" and urlparse(root).netloc == bucket:
+            prefix = _s3_parts(root)[1].strip("/")
+            if not prefix or key.startswith(f"{prefix}/"):
+                return uri
+    raise DataAccessError(f"{uri}: outside the landing roots")
+
+
+def _make_private_dirs(folder: Path) -> None:
+    """``mkdir -p`` with each created folder ``0700`` (``Path.mkdir`` gives only the last one its mode)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another task made it meanwhile
+            path.mkdir(mode=_PRIVATE_DIR)
 
 
 def _s3_client() -> Any:
@@ -141,7 +195,8 @@ def write_bytes(uri: str, data: bytes) -> str:
     """Write atomically (temp file + rename locally; one PUT on S3). Returns the URI."""
     if (path := _local_path(uri)) is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _make_private_dirs(path.parent)
+            # NamedTemporaryFile creates the file 0600: the object is never readable by others, not even briefly.
             with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, prefix=f".{path.name}.") as tmp:
                 tmp.write(data)
             os.replace(tmp.name, path)
@@ -168,12 +223,21 @@ def copy(src: str, dest: str) -> str:
     """Copy an object between any two supported locations; returns ``dest``."""
     src_path, dest_path = _local_path(src), _local_path(dest)
     if src_path is not None and dest_path is not None:
+        partial = None
         try:
-            dest_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest_path.with_name(f".{dest_path.name}.tmp")
-            shutil.copyfile(src_path, tmp)
-            os.replace(tmp, dest_path)
+            _make_private_dirs(dest_path.parent)
+            with (
+                src_path.open("rb") as source,
+                tempfile.NamedTemporaryFile(
+                    dir=dest_path.parent, delete=False, prefix=f".{dest_path.name}."
+                ) as tmp,
+            ):
+                partial = Path(tmp.name)
+                shutil.copyfileobj(source, tmp, _CHUNK)  # into a 0600 file, whatever the source's mode
+            os.replace(partial, dest_path)
         except OSError as exc:
+            if partial is not None:
+                partial.unlink(missing_ok=True)
             raise StorageError(f"cannot copy {src} to {dest} ({exc.strerror or exc})") from exc
         return dest
     return write_bytes(dest, read_bytes(src))

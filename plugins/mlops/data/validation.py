@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.config import PipelineConfig
+from mlops.core.categories import canonical_categories
+from mlops.data.baseline import Baseline, baseline_expectations
+from mlops.data.canonical import canonical_frame
 from mlops.data.reading import read_batch
 from mlops.data.report import (
     FILE_IS_READABLE,
@@ -115,6 +118,7 @@ def build_suite(config: PipelineConfig) -> ExpectationSuite:
         )
 
     rules = config.expectations.columns
+    categorical = set(config.categorical_features)
     rows = config.expectations.row_count
     if rows.max is not None:
         row_rule = f"the batch must have between {rows.min} and {rows.max} rows"
@@ -174,7 +178,8 @@ def build_suite(config: PipelineConfig) -> ExpectationSuite:
                 f"{name} must be one of {_values_text(rule.allowed)}",
                 f"expectations.columns.{name}.allowed",
                 column=name,
-                value_set=list(rule.allowed),
+                # A categorical feature's values are canonical text (mlops.data.canonical): so are these.
+                value_set=canonical_categories(rule.allowed) if name in categorical else list(rule.allowed),
             )
     # Passed whole: ``suite.add_expectation`` on a suite outside a context needs an active data context.
     return gx.ExpectationSuite(name=f"{config.name}_batch", expectations=expectations)
@@ -220,7 +225,9 @@ def _forget(context: AbstractDataContext, suite_name: str, validation_name: str)
         manager.batch_data_cache.clear()
 
 
-def validate_frame(df: pd.DataFrame, config: PipelineConfig) -> ValidationReport:
+def validate_frame(
+    df: pd.DataFrame, config: PipelineConfig, baseline: Baseline | None = None
+) -> ValidationReport:
     """Validate a batch against the suite :func:`build_suite` derives from its config.
 
     Runs in a GX ephemeral context shared by the process (runs are serialised by a lock). A missing column
@@ -228,8 +235,12 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig) -> ValidationReport
     part of "column is missing".
 
     Args:
-        df: The batch.
+        df: The batch; its declared columns are compared in their canonical dtypes
+            (:func:`~mlops.data.canonical.canonical_frame`, applied here if the reader did not).
         config: Its pipeline's config.
+        baseline: The pipeline's recorded baseline (:func:`mlops.data.baseline.active_baseline`): its checks
+            (:func:`~mlops.data.baseline.baseline_expectations`, source ``baseline``) are added to the suite;
+            in warn mode a broken one is a warning of the report, not a failure.
 
     Returns:
         The report; ``report.success`` is the verdict. Nothing is raised for a failed validation: the
@@ -243,7 +254,11 @@ def validate_frame(df: pd.DataFrame, config: PipelineConfig) -> ValidationReport
     """
     import great_expectations as gx
 
+    df = canonical_frame(df, config)
     suite = build_suite(config)
+    if baseline is not None:  # the recorded baseline's checks, after the config's own
+        extra = baseline_expectations(baseline, config)
+        suite = gx.ExpectationSuite(name=suite.name, expectations=[*suite.expectations, *extra])
     validation_name = f"{suite.name}_validation"
     with _gx_lock:
         context, batch_definition = _gx()

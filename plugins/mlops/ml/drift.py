@@ -14,6 +14,15 @@ Every result carries an effect size next to the test's score: for a p-value test
 distance (numeric) or the Jensen-Shannon distance (categorical), so a reader sees whether a tiny p-value on a
 large window is a shift that matters.
 
+A distance has no sense of sample size: between two samples of one distribution it is not 0 but a sampling
+noise that grows as the samples shrink (about ``sqrt(1/n + 1/m)`` for a window of ``n`` rows and a reference of
+``m``). With ``noise_sigmas`` > 0 a distance test's threshold is raised, where it has to be, to the **noise
+floor** of the window's size: the mean plus ``noise_sigmas`` standard deviations of the same Evidently test's
+score between two samples drawn (with replacement, seeded) from the reference itself, one of the window's size
+and one of the reference's (:func:`noise_floor`). The decision is then Evidently's at that effective threshold,
+and the result records both thresholds. p-value tests are left alone: their threshold already is their
+false-alarm rate.
+
 >>> result = compute_drift(reference, current, {"amount": "numeric", "channel": "categorical"},
 ...                        {"amount": DriftTest(method="wasserstein", threshold=0.1), "channel": None})  # doctest: +SKIP
 >>> result.columns["amount"].drifted, result.share                                            # doctest: +SKIP
@@ -25,6 +34,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from mlops.config import P_VALUE_METHODS, DriftTest
+from mlops.ml.noise import NullScores, noise_floor
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,7 +46,15 @@ PREDICTION = "prediction"
 #: A numeric column with at most this many distinct values is tested like a categorical one (Evidently's rule).
 LOW_CARDINALITY = 5
 
-__all__ = ["ColumnDrift", "DriftResult", "column_drift", "compute_drift", "drift_tests"]
+__all__ = [
+    "ColumnDrift",
+    "DriftResult",
+    "NullScores",
+    "column_drift",
+    "compute_drift",
+    "drift_tests",
+    "noise_floor",
+]
 
 
 @dataclass(frozen=True)
@@ -54,20 +72,39 @@ class ColumnDrift:
     reference_rows: int
     current_rows: int
     dropped_current: int  # missing or infinite values left out of the test
+    #: The threshold asked for (config, or Evidently's default); ``threshold`` is the one the decision used:
+    #: the larger of this one and ``noise_floor``.
+    configured_threshold: float | None = None
+    #: The sampling noise of the test at these sizes (:func:`noise_floor`); None: not computed (a p-value test,
+    #: or ``noise_sigmas`` 0).
+    noise_floor: float | None = None
 
     @property
     def score_is_p_value(self) -> bool:
         return self.method in P_VALUE_METHODS
 
+    @property
+    def raised_by_noise(self) -> bool:
+        """The noise floor of this window's size raised the threshold above the configured one."""
+        return self.configured_threshold is not None and self.threshold > self.configured_threshold
+
     def explain(self) -> str:
-        """One line, e.g. ``amount: wasserstein 0.42 >= 0.1 (drift)``."""
+        """One line, e.g. ``amount: wasserstein 0.42 >= 0.1 (drift)``, or with a threshold raised to the noise
+        floor of a small window: ``prediction: wasserstein 0.108 < 0.131 (no drift; threshold 0.1 raised to the
+        noise of 1000 rows)``."""
         relation = (
             (">=" if self.drifted else "<") if not self.score_is_p_value else ("<" if self.drifted else ">=")
         )
         effect = f"; {self.effect_method} {self.effect_size:.3g}" if self.effect_method != self.method else ""
+        noise = (
+            f"; threshold {self.configured_threshold:g} raised to the noise of {self.current_rows} rows"
+            if self.raised_by_noise
+            else ""
+        )
         verdict = "drift" if self.drifted else "no drift"
         return (
-            f"{self.column}: {self.method} {self.score:.3g} {relation} {self.threshold:g} ({verdict}{effect})"
+            f"{self.column}: {self.method} {self.score:.3g} {relation} {self.threshold:.3g} "
+            f"({verdict}{effect}{noise})"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,14 +202,22 @@ def _comparable(reference: pd.Series, current: pd.Series) -> tuple[pd.Series, pd
 
 
 def column_drift(
-    column: str, reference: pd.Series, current: pd.Series, kind: Kind, test: DriftTest | None
+    column: str,
+    reference: pd.Series,
+    current: pd.Series,
+    kind: Kind,
+    test: DriftTest | None,
+    noise_sigmas: float = 0.0,
 ) -> ColumnDrift:
     """Evidently's drift decision on one column; ``test=None`` lets Evidently choose as its preset does.
+
+    ``noise_sigmas`` > 0: a distance test's threshold is at least the noise floor of these sizes
+    (:func:`noise_floor`).
 
     Raises:
         ValueError: a side has no usable value, or a numeric column holds text (Evidently's own errors).
     """
-    return _decide(_prepare(column, reference, current, kind, test))
+    return _decide(_prepare(column, reference, current, kind, test, noise_sigmas))
 
 
 @dataclass(frozen=True)
@@ -185,14 +230,22 @@ class _Prepared:
     current: pd.Series
     presorted: pd.Series | None  # the current values sorted, for Wasserstein (the test or the effect size)
     stattest: Any
-    threshold: float | None
+    threshold: float | None  # the one the decision uses: the configured one, or the noise floor when higher
     dropped_current: int
+    configured_threshold: float | None = None
+    noise_floor: float | None = None
 
 
 def _prepare(
-    column: str, reference: pd.Series, current: pd.Series, kind: Kind, test: DriftTest | None
+    column: str,
+    reference: pd.Series,
+    current: pd.Series,
+    kind: Kind,
+    test: DriftTest | None,
+    noise_sigmas: float = 0.0,
 ) -> _Prepared:
-    """Evidently's cleaning and choice of test (``get_stattest``), and the sorted current side."""
+    """Evidently's cleaning and choice of test (``get_stattest``), the sorted current side, and the threshold
+    (raised to the noise floor of the window's size when ``noise_sigmas`` > 0 and the test is a distance)."""
     import pandas as pd
     from evidently.legacy.calculations.stattests import get_stattest
     from evidently.legacy.core import ColumnType
@@ -212,6 +265,12 @@ def _prepare(
         test = test if test.method not in _NUMERIC_ONLY else DriftTest(method="jensenshannon", threshold=0.1)
     stattest = get_stattest(ref, cur, column_type, test.method if test else None)
     wasserstein = stattest.name == "wasserstein" or (kind == "numeric" and stattest.name in P_VALUE_METHODS)
+    configured = float(test.threshold if test else stattest.default_threshold)
+    floor = (
+        noise_floor(stattest, ref, kind, len(cur), noise_sigmas, configured)
+        if noise_sigmas > 0 and stattest.name not in P_VALUE_METHODS
+        else None
+    )
     return _Prepared(
         column=column,
         kind=kind,
@@ -219,8 +278,10 @@ def _prepare(
         current=cur,
         presorted=_sorted(cur) if wasserstein else None,
         stattest=stattest,
-        threshold=test.threshold if test else None,
+        threshold=max(configured, floor) if floor is not None else (test.threshold if test else None),
         dropped_current=len(current) - len(cur),
+        configured_threshold=configured,
+        noise_floor=floor,
     )
 
 
@@ -247,6 +308,8 @@ def _decide(prepared: _Prepared) -> ColumnDrift:
         reference_rows=len(ref),
         current_rows=len(cur),
         dropped_current=prepared.dropped_current,
+        configured_threshold=prepared.configured_threshold,
+        noise_floor=prepared.noise_floor,
     )
 
 
@@ -300,6 +363,7 @@ def compute_drift(
     kinds: dict[str, Kind],
     tests: dict[str, DriftTest | None],
     share_threshold: float = 0.5,
+    noise_sigmas: float = 0.0,
 ) -> DriftResult:
     """Drift of each column in ``kinds`` (no copy of either frame is made).
 
@@ -314,6 +378,8 @@ def compute_drift(
         kinds: column -> ``numeric`` or ``categorical``.
         tests: column -> the test to use (None: Evidently's default choice for that column).
         share_threshold: the share of drifted columns that makes the dataset drift.
+        noise_sigmas: > 0: each distance test's threshold is at least the noise floor of the window's size
+            (:func:`noise_floor`; ``monitoring.drift.noise_sigmas``); 0: the thresholds as given.
 
     Raises:
         ValueError: as :func:`column_drift`, for the first such column in the order of ``kinds``.
@@ -322,7 +388,10 @@ def compute_drift(
 
     # Evidently is imported, and the columns taken out of the frames (pandas caches them), in this thread only.
     importlib.import_module("evidently.legacy.calculations.stattests")
-    jobs = [(name, reference[name], current[name], kind, tests.get(name)) for name, kind in kinds.items()]
+    jobs = [
+        (name, reference[name], current[name], kind, tests.get(name), noise_sigmas)
+        for name, kind in kinds.items()
+    ]
     helpers = min(drift_workers() - 1, len(jobs) - 1)
     columns: dict[str, ColumnDrift] = {}
     if helpers < 1:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mlops.config import PipelineConfig, SliceRule
+from mlops.core.categories import canonical_categories
 from mlops.core.slices import SliceMetrics
 
 if TYPE_CHECKING:
@@ -38,7 +39,9 @@ def slice_masks(rule: SliceRule, frame: pd.DataFrame) -> list[tuple[str, Any]]:
             closing = "]" if last else ")"
             masks.append((f"{rule.feature} in [{_edge(low)}, {_edge(high)}{closing}", mask))
         return masks
-    values = [str(v) for v in rule.values] if rule.values is not None else sorted(column.dropna().unique())
+    values = (
+        canonical_categories(rule.values) if rule.values is not None else sorted(column.dropna().unique())
+    )
     return [(f"{rule.feature}={value}", column == value) for value in values]
 
 

@@ -27,8 +27,9 @@ from mlops.config import (
 )
 from mlops.data import storage
 from mlops.data.batches import Batch, accepted_batches
-from mlops.errors import ConfigError, TrainingError
-from mlops.ml import tracking
+from mlops.data.canonical import canonical_frame, typed_features
+from mlops.errors import ConfigError, ModelFitError, SchemaError, TrainingError
+from mlops.ml import serialization, tracking
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,6 +57,10 @@ class TrainResult:
         return asdict(self)
 
 
+#: Tag of a training run (and its version) whose last batch passed validation with warnings: what was seen.
+VALIDATION_WARNINGS_TAG = "mlops.validation_warnings"
+
+
 def effective_config(config: PipelineConfig, model_override: dict[str, Any] | None) -> PipelineConfig:
     """The config with a run's model override applied (``{"estimator": ..., "params": {...}}``)."""
     if not model_override:
@@ -80,7 +85,7 @@ def default_seed(config: PipelineConfig) -> int | None:
     null`` included: an estimator left unseeded on purpose, recorded as such in the lineage)."""
     import importlib
 
-    if "random_state" in config.model.params:
+    if "random_state" in config.model.params or not settings.estimator_allowed(config.model.estimator):
         return None
     module_name, _, class_name = config.model.estimator.rpartition(".")
     try:
@@ -120,9 +125,12 @@ def build_pipeline(config: PipelineConfig, *, seeded: bool = True) -> Pipeline:
     if problems:
         raise ConfigError(f"pipeline '{config.name}'", problems)
     module_name, _, class_name = config.model.estimator.rpartition(".")
-    estimator = getattr(importlib.import_module(module_name), class_name)(**config.model.params)
-    if seeded and (seed := default_seed(config)) is not None:
-        estimator.set_params(random_state=seed)
+    try:
+        estimator = getattr(importlib.import_module(module_name), class_name)(**config.model.params)
+        if seeded and (seed := default_seed(config)) is not None:
+            estimator.set_params(random_state=seed)
+    except (TypeError, ValueError) as exc:  # a parameter the estimator does not take, or refuses
+        raise ModelFitError(estimator_refused(config, exc, "cannot be built")) from exc
     transformers = []
     if config.numeric_features:
         numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
@@ -139,18 +147,10 @@ def build_pipeline(config: PipelineConfig, *, seeded: bool = True) -> Pipeline:
 
 
 def prepare_frame(frame: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
-    """Columns in config order with stable dtypes: numeric as float64, categorical as str (nulls kept)."""
-    import pandas as pd
-
-    out = pd.DataFrame(index=frame.index)
-    for feature in config.features:
-        column = frame[feature.name]
-        if feature.type == "numeric":
-            out[feature.name] = pd.to_numeric(column, errors="raise").astype("float64")
-        else:
-            # Text, with missing values as NaN: the marker SimpleImputer treats as missing.
-            out[feature.name] = column.map(lambda v: float("nan") if pd.isna(v) else str(v)).astype("object")
-    out[config.target] = frame[config.target]
+    """The features in config order, in their canonical dtypes (:mod:`mlops.data.canonical`: numeric as
+    float64, categorical as canonical text with NaN for missing), and the target."""
+    out = typed_features(frame, config)
+    out[config.target] = canonical_frame(frame[[config.target]], config)[config.target]
     return out
 
 
@@ -178,7 +178,7 @@ def split_snapshot(config: PipelineConfig, batches: list[Batch]) -> tuple[pd.Dat
     trains, holdouts = [], []
     for batch in batches:
         with storage.local_file(batch.uri) as path:
-            frame = prepare_frame(validation.read_batch(path, batch.format), config)
+            frame = prepare_frame(validation.read_batch(path, batch.format, config), config)
         stratify = None
         if config.task == "classification" and config.split.stratify:
             counts = frame[config.target].value_counts()
@@ -296,10 +296,10 @@ def ensure_experiment(name: str) -> str:
         return experiment.experiment_id
 
 
-def _pip_requirements() -> list[str]:
+def _pip_requirements(serializer: str) -> list[str]:
     from importlib.metadata import version
 
-    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle")]
+    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "scikit-learn", "pandas", "numpy", serializer)]
 
 
 def train_model(
@@ -316,9 +316,27 @@ def train_model(
     config = effective_config(config, model_override)
     model = build_pipeline(config)
     batches = snapshot_for(config, batch)
-    train, holdout = split_snapshot(config, batches)
+    try:
+        train, holdout = split_snapshot(config, batches)
+    except KeyError as exc:  # an accepted batch of an earlier config lacks a column this config declares
+        column = exc.args[0] if exc.args else exc
+        what = "the target column" if column == config.target else "the column"
+        raise SchemaError(
+            f"pipeline '{config.name}': {what} {column!r} is missing from an accepted batch of the training "
+            f"snapshot ({len(batches)} batches, training.window: {config.training.window}); a batch accepted "
+            "under an earlier config? Train on this batch only (training.window: latest) or fix the config."
+        ) from exc
+    except (TypeError, ValueError) as exc:
+        raise ModelFitError(
+            f"pipeline '{config.name}': the training snapshot ({len(batches)} batches) cannot be prepared "
+            f"or split into train and holdout: {exc}"
+        ) from exc
     if train[config.target].nunique() < 2 and config.task == "classification":
-        raise TrainingError(f"pipeline '{config.name}': the training data has a single class; cannot train")
+        raise ModelFitError(
+            f"pipeline '{config.name}': the training data has a single class "
+            f"({config.target} = {train[config.target].iloc[0]!r} in all {len(train)} rows); cannot train a "
+            "classifier. Add a batch with both classes."
+        )
 
     mlflow = tracking.mlflow()
     experiment_id = ensure_experiment(config.name)
@@ -342,6 +360,8 @@ def train_model(
         "mlops.n_batches": str(len(batches)),
         **(lineage or {}),
     }
+    if batch.warnings:  # passed validation with warnings (the baseline in warn mode): say so on the run
+        tags[VALIDATION_WARNINGS_TAG] = "; ".join(batch.warnings)[:5000]
     x_train, y_train = train[config.feature_names], train[config.target]
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=lineage.get("airflow.run_id") if lineage else None
@@ -360,6 +380,10 @@ def train_model(
         )
         try:
             model.fit(x_train, y_train)
+        except (TypeError, ValueError) as exc:  # scikit-learn's InvalidParameterError is a ValueError
+            raise ModelFitError(
+                estimator_refused(config, exc, f"failed to fit on {len(train)} rows", model_override)
+            ) from exc
         except Exception as exc:
             raise TrainingError(
                 f"pipeline '{config.name}': {config.model.estimator} failed to fit on {len(train)} rows: {exc}"
@@ -390,14 +414,21 @@ def train_model(
 
         _log_table(build_reference(config, model, train), REFERENCE_ARTIFACT)
         example = x_train.head(5)
-        mlflow.sklearn.log_model(
+        # skops with the types this pipeline needs, or cloudpickle (mlops.ml.serialization); the digest of the
+        # files just logged goes on the run, and registration checks and copies it to the version.
+        serializer, trusted_types = serialization.choose_format(model, example)
+        logged = mlflow.sklearn.log_model(
             sk_model=model,
             name=MODEL_NAME,
             signature=infer_signature(example, model.predict(example)),
             input_example=example,
-            pip_requirements=_pip_requirements(),
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            pip_requirements=_pip_requirements(serializer),
+            serialization_format=serializer,
+            skops_trusted_types=trusted_types,
         )
+        model_digest = serialization.logged_model_digest(logged.model_uri)
+        mlflow.set_tags({serialization.FORMAT_TAG: serializer, serialization.DIGEST_TAG: model_digest})
+        tags[serialization.FORMAT_TAG] = serializer
         model_uri = f"runs:/{run.info.run_id}/{MODEL_NAME}"
     log.info(
         "Trained %s on %d rows from %d batch(es): %s",
@@ -414,6 +445,35 @@ def train_model(
         snapshot_hash=digest,
         batches=[b.content_hash for b in batches],
         tags=tags,
+    )
+
+
+def estimator_refused(
+    config: PipelineConfig,
+    error: BaseException,
+    what: str,
+    model_override: dict[str, Any] | None = None,
+) -> str:
+    """The message of a deterministic build or fit failure: the estimator, the parameter it names (scikit-learn
+    says "The 'n_estimators' parameter of ..."), what the estimator said, and where to fix it."""
+    import re
+
+    said = " ".join(str(error).split()).rstrip(".") or type(error).__name__
+    named = re.search(r"[Tt]he '(\w+)' parameter", said) or re.search(r"keyword argument '(\w+)'", said)
+    parameter = named.group(1) if named else None
+    where = "the run's model override" if model_override else f"model.params of pipeline '{config.name}'"
+    if parameter is not None and parameter in config.model.params:
+        subject = f"model.params.{parameter} = {config.model.params[parameter]!r}"
+        advice = f"Fix {parameter} in {where}."
+    elif parameter is not None:
+        subject = f"parameter {parameter}"
+        advice = f"Check {parameter} in {where}."
+    else:
+        subject = f"params {config.model.params}" if config.model.params else "its default params"
+        advice = f"Check {where} and the training data."
+    return (
+        f"pipeline '{config.name}': {config.model.estimator} {what} with {subject}: {said}. {advice} "
+        "Retrying cannot help: the same parameters and data fail the same way."
     )
 
 

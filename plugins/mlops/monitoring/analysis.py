@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: A reason is one readable sentence: at most this many characters (longer ones end with "...").
+REASON_LIMIT = 600
+#: Failed live-input rules named in the data-quality reason; the others are counted ("and 4 more").
+QUALITY_ITEMS = 3
+_ITEM_LIMIT = 120
+
 
 # Analysis -------------------------------------------------------------------------------------------------
 @dataclass
@@ -88,7 +94,7 @@ class WindowAnalysis:
             found.append(f"prediction drift: {self.prediction.explain()}")
         if self.quality is not None and not self.quality["success"]:
             found.append(f"data quality: {self.quality['summary']}")
-        return found
+        return [clip(reason, REASON_LIMIT) for reason in found]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -164,7 +170,34 @@ def data_quality(config: PipelineConfig, inputs: pd.DataFrame) -> dict[str, Any]
         {"column": failure.column, "rule": failure.rule, "detail": failure.detail}
         for failure in report.failed
     ]
-    return {"success": report.success, "summary": report.summary, "failures": failures[:20]}
+    return {
+        "success": report.success,
+        "summary": quality_summary(failures, len(inputs)),
+        "failures": failures[:20],
+    }
+
+
+def quality_summary(failures: list[dict[str, Any]], rows: int, limit: int = QUALITY_ITEMS) -> str:
+    """One short sentence on the live inputs' broken rules: the first ``limit`` by name, the rest counted.
+
+    Example: ``"3 rules broken on 400 live rows: mean_radius: 400 rows outside [0, 60]; mean_area: 12 rows
+    outside [0, 6000]; worst_area: 3 rows outside [0, 10000]"``, and ``"... and 4 more"`` past ``limit``.
+    """
+    if not failures:
+        return f"every rule holds on {rows} live rows"
+    named = [
+        clip(f"{f['column']}: {f['detail']}" if f.get("column") else str(f["detail"]), _ITEM_LIMIT)
+        for f in failures[:limit]
+    ]
+    more = f" and {len(failures) - limit} more" if len(failures) > limit else ""
+    rules = "rule" if len(failures) == 1 else "rules"
+    return f"{len(failures)} {rules} broken on {rows} live rows: " + "; ".join(named) + more
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` on one line, at most ``limit`` characters (a longer one ends with "...")."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
 def analyze_window(
@@ -197,8 +230,9 @@ def analyze_window(
     kinds = {f.name: f.type for f in config.features}
     began = time.perf_counter()
     inputs = as_inputs(config, window)
+    noise = config.monitoring.drift.noise_sigmas  # distance thresholds at least the window's noise floor
     analysis.drift = compute_drift(
-        reference, inputs, kinds, tests, share_threshold=config.monitoring.drift.share
+        reference, inputs, kinds, tests, share_threshold=config.monitoring.drift.share, noise_sigmas=noise
     )
     analysis.timings["drift"] = time.perf_counter() - began
     began = time.perf_counter()
@@ -209,7 +243,11 @@ def analyze_window(
 
             served = pd.to_numeric(served, errors="coerce")
         analysis.prediction = compute_drift(
-            reference, window.assign(**{PREDICTION: served}), {PREDICTION: prediction_kind(config)}, tests
+            reference,
+            window.assign(**{PREDICTION: served}),
+            {PREDICTION: prediction_kind(config)},
+            tests,
+            noise_sigmas=noise,
         ).columns[PREDICTION]
     analysis.timings["prediction_drift"] = time.perf_counter() - began
     if check_quality:

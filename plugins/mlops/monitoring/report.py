@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlops.core.policy import Decision
 from mlops.ml.drift import PREDICTION, drift_tests
@@ -86,4 +86,24 @@ def write_report(
 
 
 def summary_json(analysis: WindowAnalysis, decision: Decision) -> str:
-    return json.dumps({**analysis.to_dict(), "decision": decision.to_dict()}, indent=2, default=str)
+    """The window's analysis and decision as JSON (``summary.json``).
+
+    Raises:
+        TypeError: A value is neither JSON, a date nor a numpy scalar: a method or an object would otherwise be
+            written as its repr (``<bound method ...>``) for people to read.
+    """
+    return json.dumps({**analysis.to_dict(), "decision": decision.to_dict()}, indent=2, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value for the few non-JSON types a summary holds (dates, numpy scalars); nothing else."""
+    isoformat = getattr(value, "isoformat", None)
+    if callable(isoformat):
+        return isoformat()
+    item = getattr(value, "item", None)
+    if callable(item) and type(value).__module__ == "numpy":
+        return item()
+    raise TypeError(
+        f"summary.json: a {type(value).__name__} is not a JSON value; "
+        "convert it in WindowAnalysis.to_dict or Decision.to_dict"
+    )

@@ -183,7 +183,11 @@ def record_window(
 
 
 def load_champion_model(config: PipelineConfig, version: int) -> Any:
-    """The scikit-learn model of a version (to re-score labelled live rows)."""
+    """The scikit-learn model of a version (to re-score labelled live rows), verified against its digest.
 
-    mlflow = tracking.mlflow()
-    return mlflow.sklearn.load_model(f"models:/{config.name}/{version}")
+    Raises:
+        ModelIntegrityError: the version's files do not match the digest recorded at registration.
+    """
+    from mlops.registry import load_verified_model
+
+    return load_verified_model(config.name, version)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from mlops.config import settings
 from mlops.data import storage
+from mlops.data.canonical import canonical_column
 from mlops.errors import MlopsError, MonitoringError
 
 if TYPE_CHECKING:
@@ -52,7 +53,8 @@ def read_window(config: PipelineConfig, start: datetime, end: datetime) -> pd.Da
 
 
 def as_inputs(config: PipelineConfig, frame: pd.DataFrame) -> pd.DataFrame:
-    """Feature columns with the training dtypes (numeric as float, categorical as text; nulls kept)."""
+    """Feature columns in the canonical dtypes of training (:mod:`mlops.data.canonical`): numeric as float,
+    categorical as canonical text, so ``3`` logged from JSON and ``"3"`` from a CSV are one category."""
     import pandas as pd
 
     out = pd.DataFrame(index=frame.index)
@@ -60,10 +62,8 @@ def as_inputs(config: PipelineConfig, frame: pd.DataFrame) -> pd.DataFrame:
         column = frame[feature.name]
         if feature.type == "numeric":
             out[feature.name] = pd.to_numeric(column, errors="coerce").astype("float64")
-        elif column.dtype.kind == "O" or str(column.dtype) in ("category", "string"):
-            out[feature.name] = column
         else:
-            out[feature.name] = column.map(lambda v: None if pd.isna(v) else str(v))
+            out[feature.name] = canonical_column(column)
     return out
 
 

@@ -225,6 +225,11 @@ class ModelCard:
                     ("Estimator seed", tags.get("mlops.estimator_seed", "-")),
                     ("Airflow", f"{tags.get('airflow.dag_id', '-')} / {tags.get('airflow.run_id', '-')}"),
                     ("Compared against", _against(lin.get("compared_against"))),
+                    (
+                        "Model files",
+                        f"{lin.get('model_format') or 'cloudpickle'}, "
+                        f"{lin.get('model_digest') or 'no digest (no loader accepts this version)'}",
+                    ),
                     ("Last reproduction", _reproduction_text(self.reproductions)),
                     ("Python", env.get("python") or "-"),
                     (

@@ -33,6 +33,7 @@ from typing import Any
 
 from mlops.config import features_fingerprint, parse_config
 from mlops.core.semver import Fingerprint, next_semver, unique_semver
+from mlops.ml.serialization import DIGEST_TAG, FORMAT_TAG
 from mlops.registry import versions as registry
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,9 @@ def lineage(pipeline: str, version: int) -> dict[str, Any]:
         },
         "compared_against": model_version.tags.get(COMPARED_AGAINST_TAG)
         or model_version.tags.get("gate.champion_version"),
+        # What every loader checks before deserialising (mlops.registry.integrity), and how it was written.
+        "model_digest": model_version.tags.get(DIGEST_TAG),
+        "model_format": model_version.tags.get(FORMAT_TAG) or tags.get(FORMAT_TAG),
     }
 
 

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 from mlops.config import settings
 from mlops.errors import PromotionConflict, RegistryError
 from mlops.ml import tracking
+from mlops.registry.integrity import DIGEST_TAG, MANIFEST_TAG, record_digest
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,18 @@ def create_version(
 ) -> int:
     """Register ``model_uri`` as a new version of ``name`` (created if missing) and point ``challenger`` at it.
 
-    The bare registration: :func:`mlops.registry.governance.register_version` adds the semantic version."""
+    The bare registration: :func:`mlops.registry.governance.register_version` adds the semantic version. The
+    digest of the version's files is checked against its training run's and recorded on the version
+    (:func:`mlops.registry.integrity.record_digest`); a caller's ``tags`` cannot set it.
+
+    Raises:
+        ModelIntegrityError: the model's files changed since training; the version exists but no loader will
+            accept it.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    tags = {k: v for k, v in tags.items() if k not in (DIGEST_TAG, MANIFEST_TAG)}
     mlflow_client = client()
     try:
         mlflow_client.create_registered_model(
@@ -63,6 +72,7 @@ def create_version(
                 f"cannot register {model_uri} as a version of '{name}': {exc.message}"
             ) from exc
         number = int(version.version)
+    record_digest(name, number, run_id)
     mlflow_client.set_registered_model_alias(name, CHALLENGER, number)
     log.info("Registered %s as %s version %d (alias %s)", model_uri, name, number, CHALLENGER)
     return number

@@ -31,6 +31,7 @@ class DeploymentRejected(MlopsError):
     """The challenger failed its smoke test or its canary: it was not promoted and the champion serves on."""
 
     code = "DEPLOYMENT_REJECTED"
+    permanent = True  # the verdict of a smoke test or a canary does not change on a retry
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ def smoke_test(config: PipelineConfig, version: int) -> SmokeResult:
 
 
 def admin_headers() -> dict[str, str]:
-    """The model server's admin bearer token header (``MLOPS_SERVING_ADMIN_TOKEN``), when one is set."""
+    """The model server's admin bearer token header: ``MLOPS_SERVING_ADMIN_TOKEN``, else the token a server
+    generated into ``<MLOPS_HOME>/serving.token`` (the embedded default), when there is one."""
     token = settings.serving_admin_token()
     return {"Authorization": f"Bearer {token}"} if token else {}
 

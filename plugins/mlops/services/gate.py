@@ -23,13 +23,17 @@ log = logging.getLogger(__name__)
 
 
 def run_gate(config: PipelineConfig, challenger_version: int) -> Verdict:
-    """Score challenger and champion on the challenger's holdout, decide, and record the verdict on the version."""
-    import mlflow
+    """Score challenger and champion on the challenger's holdout, decide, and record the verdict on the version.
 
+    Raises:
+        ModelIntegrityError: the challenger's or the champion's files do not match their digest (or have none);
+            nothing is recorded.
+    """
     name = config.name
     challenger = registry.get_version(name, challenger_version)
     holdout = training.load_holdout(challenger.run_id)
-    challenger_model = mlflow.sklearn.load_model(f"models:/{name}/{challenger_version}")
+    # Both models are checked against the digests recorded at registration before they are deserialised.
+    challenger_model = registry.load_verified_model(name, challenger_version)
     challenger_metrics = training.compute_metrics(config, challenger_model, holdout)
 
     # The champion is read once and loaded by that number: an alias moved in between cannot make the verdict
@@ -40,8 +44,10 @@ def run_gate(config: PipelineConfig, challenger_version: int) -> Verdict:
     notes: list[Check] = []
     if champion_version is not None and champion_version != challenger_version:
         try:
-            champion_model = mlflow.sklearn.load_model(f"models:/{name}/{champion_version}")
+            champion_model = registry.load_verified_model(name, champion_version)
             champion_metrics = training.compute_metrics(config, champion_model, holdout)
+        except registry.ModelIntegrityError:
+            raise  # a tampered champion is an incident to look at, not a comparison to skip
         except Exception as exc:  # a champion that cannot score today's holdout cannot be compared
             notes.append(
                 Check(

@@ -2,16 +2,18 @@
 
 ``reproduce(pipeline, version)`` reads what the version was built from (the config logged with its run, the
 snapshot of batch URIs and content hashes, the environment, the code version), checks every batch's content
-hash **before** training, retrains in a new MLflow run tagged ``mlops.reproduction_of``, and compares the
-rebuilt model with the original on the original holdout:
+hash and the original model's files against their digest (:mod:`mlops.registry.integrity`) **before**
+training, retrains in a new MLflow run tagged ``mlops.reproduction_of``, and compares the rebuilt model with
+the original on the original holdout:
 
 - ``identical``: same holdout, same predictions (and probabilities) bit for bit, same metrics;
 - ``within tolerance``: no predicted label changes, numbers differ by at most ``tolerance``;
 - ``different``: anything else, or the data could not be read as it was.
 
-When it is not identical, the likely causes are named: a batch missing or changed (then nothing is trained),
-package versions that differ from the original's ``environment/environment.json``, another code version, an
-estimator without a seed. The outcome is recorded on the version as an audit entry (``reproduced``).
+When it is not identical, the likely causes are named: a batch missing or changed, or model files that do not
+match their digest (then nothing is trained), package versions that differ from the original's
+``environment/environment.json``, another code version, an estimator without a seed. The outcome is recorded
+on the version as an audit entry (``reproduced``).
 """
 
 from __future__ import annotations
@@ -189,6 +191,17 @@ def reproduce(pipeline: str, version: int, *, tolerance: float = 1e-6, actor: st
     )
     if not original_env:
         result.notes.append("the original run has no environment record: package versions cannot be compared")
+    # Like the batches, the original model is checked before anything is trained: its files must match the
+    # digest recorded at registration before they are deserialised (and compared).
+    original_model, tampered = None, None
+    try:
+        original_model = registry.load_verified_model(pipeline, version)
+    except registry.ModelIntegrityError as exc:
+        tampered = str(exc)
+    except Exception as exc:
+        result.notes.append(
+            f"the original model cannot be loaded here ({type(exc).__name__}: {exc}); metrics only"
+        )
     mlflow = tracking.mlflow()
     experiment_id = training.ensure_experiment(pipeline)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"reproduce-v{version}") as run:
@@ -216,10 +229,12 @@ def reproduce(pipeline: str, version: int, *, tolerance: float = 1e-6, actor: st
                 for d in bad
             ]
             result.notes.append("nothing was trained: the data is not what the version learnt from")
+        elif tampered is not None:
+            result.causes = [f"model files changed: {tampered}"]
+            result.notes.append("nothing was trained: the registered model is not the one that was trained")
         else:
-            _rebuild_and_compare(
-                result, config, [Batch.from_dict(b) for b in snapshot["batches"]], original_run
-            )
+            batches = [Batch.from_dict(b) for b in snapshot["batches"]]
+            _rebuild_and_compare(result, config, batches, original_run, original_model)
         mlflow.set_tag("mlops.reproduction.outcome", result.outcome)
         mlflow.log_text(json.dumps(result.to_dict(), indent=2, default=str), REPORT_ARTIFACT)
     registry.record_audit(
@@ -232,7 +247,9 @@ def reproduce(pipeline: str, version: int, *, tolerance: float = 1e-6, actor: st
     return result
 
 
-def _rebuild_and_compare(result: Reproduction, config: Any, batches: list[Any], original_run: Any) -> None:
+def _rebuild_and_compare(
+    result: Reproduction, config: Any, batches: list[Any], original_run: Any, original_model: Any
+) -> None:
     import mlflow
 
     train, holdout = training.split_snapshot(config, batches)
@@ -249,13 +266,6 @@ def _rebuild_and_compare(result: Reproduction, config: Any, batches: list[Any], 
 
     original_holdout = training.load_holdout(result.original_run_id)
     same_holdout = original_holdout.equals(holdout)
-    try:
-        original_model = mlflow.sklearn.load_model(f"models:/{result.pipeline}/{result.version}")
-    except Exception as exc:
-        original_model = None
-        result.notes.append(
-            f"the original model cannot be loaded here ({type(exc).__name__}: {exc}); metrics only"
-        )
     if original_model is not None:
         result.predictions = compare_predictions(config, original_model, model, original_holdout)
     metric_diffs = [v["diff"] for v in result.metrics.values() if v["diff"] is not None]

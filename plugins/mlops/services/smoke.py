@@ -1,9 +1,10 @@
 """The smoke test of a model version, run in its own process (TFX's InfraValidator idea).
 
-``python -m mlops.services.smoke <pipeline> <version> --rows N`` loads the version as the model server would, predicts
-its input example and a sample of its holdout, checks the output and times the call, and prints one JSON
-object. Running it apart means a model that crashes the interpreter, hangs or eats memory cannot hurt the
-caller: the parent only reads the verdict (see :func:`mlops.services.deploy.smoke_test`).
+``python -m mlops.services.smoke <pipeline> <version> --rows N`` loads the version as the model server would
+(its files checked against the digest recorded at registration first), predicts its input example and a
+sample of its holdout, checks the output and times the call, and prints one JSON object. Running it apart
+means a model that crashes the interpreter, hangs or eats memory cannot hurt the caller: the parent only
+reads the verdict (see :func:`mlops.services.deploy.smoke_test`).
 """
 
 from __future__ import annotations
@@ -18,22 +19,22 @@ from typing import Any
 
 def check_version(pipeline: str, version: int, rows: int) -> dict[str, Any]:
     """Load, predict and check; returns ``{"passed", "reasons", "load_seconds", "predict_ms", "rows"}``."""
-    import mlflow
     import numpy as np
+    from mlflow.models import Model
 
     from mlops import registry
     from mlops.ml import training
 
     reasons: list[str] = []
     started = time.perf_counter()
-    model = mlflow.sklearn.load_model(f"models:/{pipeline}/{version}")
+    # As the model server loads it: checked against the digest recorded at registration, then read locally.
+    with registry.verified_model(pipeline, version) as folder:
+        model = registry.load_model_folder(folder)
+        signature = Model.load(str(folder)).signature
     load_seconds = time.perf_counter() - started
     run_id = registry.get_version(pipeline, version).run_id
     holdout = training.load_holdout(run_id)
-    info = mlflow.models.get_model_info(f"models:/{pipeline}/{version}")
-    features = (
-        [spec.name for spec in info.signature.inputs.inputs] if info.signature else list(holdout.columns)
-    )
+    features = [spec.name for spec in signature.inputs.inputs] if signature else list(holdout.columns)
     target = next(c for c in holdout.columns if c not in features)
     sample = holdout.sample(n=min(rows, len(holdout)), random_state=0) if len(holdout) else holdout
     example = sample.head(1)[features]

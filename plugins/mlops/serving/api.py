@@ -9,11 +9,20 @@ import json
 import logging
 import math
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 from starlette.requests import ClientDisconnect
 
 from mlops.serving.holder import CHAMPION
@@ -24,8 +33,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The server's request id in every answer; a client's value in a request is kept as its correlation id.
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_PATTERN = r"^[!-~]{1,128}$"
+#: Largest ``POST /feedback`` body: a label is a few dozen bytes.
+FEEDBACK_MAX_BYTES = 4096
 #: Seconds a client should wait before retrying a 503.
 RETRY_AFTER_NOT_READY = 5
 RETRY_AFTER_LOG_FULL = 1
@@ -36,7 +48,16 @@ class PredictResponse(BaseModel):
     predictions: list[Any] = Field(description="One prediction per row, in the order sent.")
     model_version: int = Field(description="The registered model version that computed every prediction.")
     model: str = Field(description="The registered model (the pipeline's name).")
-    request_id: str = Field(description="The X-Request-ID sent, or one generated; use it for feedback.")
+    request_id: str = Field(
+        description="The server's id of this request, for feedback: row i of a batch is '<request_id>:<i>'."
+    )
+    correlation_id: str | None = Field(
+        default=None, description="The X-Request-ID the client sent, if any (logged; not for feedback)."
+    )
+    out_of_range: list[int] | None = Field(
+        default=None,
+        description="Rows (0-based) with a value outside the config's bounds (serving.out_of_range: flag).",
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -50,15 +71,29 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(
-        min_length=1, max_length=128, description="The request id of a served prediction."
+        pattern=r"^[0-9a-f]{1,64}(:[0-9]{1,9})?$",
+        description="The server's request_id of a prediction; row i of a batch: '<request_id>:<i>'.",
     )
-    label: StrictBool | StrictInt | FiniteFloat | StrictStr = Field(description="The true label (target).")
-    time: datetime | None = Field(default=None, description="When the label became known (default: now).")
+    label: StrictBool | StrictInt | FiniteFloat | Annotated[StrictStr, Field(max_length=256)] = Field(
+        description="The true label: a value the target takes (its allowed values, or the model's classes)."
+    )
+    correction: StrictBool = Field(
+        default=False, description="Replace the row's earlier label (else a second label is 409)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_client_time(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "time" in data:
+            raise ValueError("'time' is not accepted: the server records when a label arrives")
+        return data
 
 
 class FeedbackAccepted(BaseModel):
     status: Literal["accepted"] = "accepted"
-    request_id: str
+    request_id: str = Field(description="The row labelled.")
+    correction: bool = False
+    time: datetime = Field(description="When the server recorded the label (UTC).")
 
 
 class HealthResponse(BaseModel):
@@ -122,10 +157,12 @@ ERRORS = {
         "model": ErrorResponse,
         "description": "Body larger than serving.max_body_bytes, or more rows than serving.max_batch_rows.",
     },
+    415: {"model": ErrorResponse, "description": "The body is not declared as application/json."},
     422: {
         "model": ErrorResponse,
-        "description": "Wrong shape, missing or unknown field, wrong type, null in a "
-        "feature that is not nullable, empty batch. The message names the field and the row.",
+        "description": "Wrong shape, missing or unknown field, wrong type, null in a feature that is not "
+        "nullable, empty batch, a value out of range (serving.out_of_range: reject), a non-finite "
+        "prediction. The message names the field and the row.",
     },
     503: {
         "model": ErrorResponse,
@@ -136,7 +173,7 @@ ERRORS = {
 
 
 # Answers ---------------------------------------------------------------------------------------------------------
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, setting: str = "serving.max_body_bytes") -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -144,14 +181,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         except ValueError:
             raise InputError(400, f"Content-Length is not a number: {declared[:40]!r}") from None
         if size > limit:
-            raise body_too_large(size, limit)
+            raise body_too_large(size, limit, setting)
     chunks = []
     received = 0
     try:
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit:
-                raise body_too_large(None, limit)
+                raise body_too_large(None, limit, setting)
             chunks.append(chunk)
     except ClientDisconnect:
         raise InputError(400, "the client disconnected before sending the whole body") from None
@@ -214,9 +251,11 @@ def describe(config: PipelineConfig) -> str:
         + f". {config.description}\n\n"
         '`POST /predict` takes records (`{"records": [...]}`, `{"record": {...}}` or a bare list) or an MLflow '
         "scoring body (`dataframe_split`, `dataframe_records`, `inputs`, `instances`) and answers "
-        '`{"predictions": [...], "model_version": N, "model": name, "request_id": id}`. Errors are '
-        '`{"detail", "code", "field", "row"}`: 400 malformed JSON, 413 too large, 422 anything else about '
-        "the body, 503 not ready or inference log full (with `Retry-After`)."
+        '`{"predictions": [...], "model_version": N, "model": name, "request_id": id}`; row i of a batch '
+        "is `<id>:<i>` for `POST /feedback` (feedback token). POSTs are `application/json` only; "
+        "`/admin/*` wants the admin token. Errors are "
+        '`{"detail", "code", "field", "row"}`: 400 malformed JSON, 401 no token, 413 too large, 415 not JSON, '
+        "422 anything else about the body, 503 not ready or inference log full (with `Retry-After`)."
     )
 
 

@@ -8,14 +8,17 @@ Endpoints:
 ``GET /ready``         200 once a champion is loaded and smoke-tested, else 503 with the reason
 ``GET /model``         the serving version, its lineage, the canary, the last load error
 ``GET /metrics``       Prometheus text
-``POST /feedback``     ``{"request_id", "label"}``: the true label of a served request (202)
-``POST /admin/reload`` re-read the aliases now (204); ``?wait=true`` waits for the new version to serve
+``POST /feedback``     ``{"request_id", "label"}``: the true label of a served row (202; feedback token)
+``POST /admin/reload`` re-read the aliases now (204; admin token); ``?wait=true`` waits for the new version
 ``GET /canary``        guard statistics of the canary (or shadow) phase; 404 when there is none
 =====================  ==================================================================================
 
 Every prediction served is in the inference log first: when the log cannot take it (``InferenceLogFull``), the
 request gets 503 with ``Retry-After`` and no prediction. A bad body never gets a 5xx (see
-:mod:`mlops.serving.inputs`).
+:mod:`mlops.serving.inputs`). Request ids, times and the labels' checks are the server's
+(:mod:`mlops.serving.feedback`); POSTs are JSON only and ``/feedback`` and ``/admin/*`` want a token
+(:mod:`mlops.serving.security`); inputs out of the config's bounds are flagged or refused
+(:mod:`mlops.serving.ranges`).
 
 Example:
     >>> from mlops.config import load_config
@@ -25,11 +28,13 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -38,11 +43,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from mlops.config.settings import SERVING_ADMIN_TOKEN_ENV
+from mlops.config import settings
 from mlops.serving.api import (
     ERRORS,
+    FEEDBACK_MAX_BYTES,
     REQUEST_ID_HEADER,
     REQUEST_ID_PATTERN,
     RETRY_AFTER_LOG_FULL,
@@ -65,10 +73,12 @@ from mlops.serving.api import (
     unavailable,
 )
 from mlops.serving.batcher import NoModelError, PredictionError
+from mlops.serving.feedback import FeedbackError, new_request_id
 from mlops.serving.holder import CANARY, CHAMPION, ModelHolder
 from mlops.serving.inference_log import InferenceLogClosed, InferenceLogFull
 from mlops.serving.inputs import InputError
 from mlops.serving.metrics import MetricsMiddleware
+from mlops.serving.security import JsonOnlyMiddleware, bearer_ok
 from mlops.serving.server import ModelServer
 
 if TYPE_CHECKING:
@@ -94,7 +104,10 @@ async def _http_error(_: Request, exc: Exception) -> Response:
 
 async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
+    return _invalid(exc.errors())
+
+
+def _invalid(errors: Any) -> JSONResponse:
     first = errors[0] if errors else {}
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
     detail = f"{where or 'request'}: {first.get('msg', 'invalid')}"
@@ -129,14 +142,15 @@ async def predict(
         Header(
             alias=REQUEST_ID_HEADER,
             pattern=REQUEST_ID_PATTERN,
-            description="Your id for this request (1-128 visible ASCII characters); else one is made.",
+            description="Your id for this request (1-128 visible ASCII characters): logged as its "
+            "correlation id and sticky for canary routing. Feedback uses the server's request_id.",
         ),
     ] = None,
 ) -> Response:
     server.ensure_started()
     started = time.perf_counter()
-    request_id = x_request_id or uuid.uuid4().hex
-    route = server.route_for(request_id)
+    request_id = new_request_id()
+    route = server.route_for(x_request_id or request_id)
     batcher = server.batchers[route]
     holder = server.holder
     target = holder.canary if route == CANARY else holder.champion
@@ -144,6 +158,7 @@ async def predict(
     try:
         body = await read_body(request, server.config.serving.max_body_bytes)
         parsed = (target.schema if target is not None else server.schema).parse(body)
+        flagged = server.out_of_range(parsed)  # raises in serving.out_of_range: reject
     except InputError as exc:
         batcher.withdraw()
         server.metrics.error("input")
@@ -174,8 +189,21 @@ async def predict(
         return json_response(error_body(str(exc), exc.code), status, request_id)
     model = result.model
     served = model.alias
+    broken = next((i for i, p in enumerate(result.predictions) if not _finite(p)), None)
+    if broken is not None:  # an internal overflow or NaN: no answer rather than garbage
+        server.metrics.error("model")
+        detail = f"row {broken}: the model's prediction is not a finite number (an input out of its range?)"
+        return json_response(error_body(detail, "NON_FINITE_PREDICTION"), 422, request_id)
     try:
-        server.log_rows(parsed, result.predictions, request_id, model, served)
+        server.log_rows(
+            parsed,
+            result.predictions,
+            request_id,
+            model,
+            served,
+            correlation_id=x_request_id,
+            flagged=flagged,
+        )
     except (InferenceLogFull, InferenceLogClosed) as exc:
         server.metrics.error("log_full")
         return unavailable(
@@ -195,8 +223,12 @@ async def predict(
             request_id,
         )
     server.metrics.observe_predictions(served, model.version, parsed.rows)
+    server.answered.add(request_id, parsed.rows, model.version)
+    server.labels.remember(model.version, model.model)
+    if flagged:
+        server.metrics.observe_out_of_range("flag", len(flagged))
     if server.strategy == "shadow" and holder.canary is not None:
-        server.shadow(parsed, request_id)
+        server.shadow(parsed, request_id, x_request_id)
     if guard is not None:
         guard.route(served).observe(time.perf_counter() - started, result.predictions)
     payload = {
@@ -205,7 +237,15 @@ async def predict(
         "model": model.name,
         "request_id": request_id,
     }
+    if x_request_id is not None:
+        payload["correlation_id"] = x_request_id
+    if flagged:
+        payload["out_of_range"] = flagged
     return json_response(payload, 200, request_id)
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 @router.get("/health", response_model=HealthResponse, summary="The process is alive")
@@ -272,25 +312,66 @@ async def metrics(server: Server) -> Response:
     return Response(body, media_type=content_type)
 
 
+_TOKEN_HEADER = Header(description="Authorization: Bearer <token>.")
+_UNAUTHORIZED = {"model": ErrorResponse, "description": "The bearer token is missing or wrong."}
+
+
 @router.post(
     "/feedback",
     status_code=202,
     response_model=FeedbackAccepted,
-    summary="The true label of a served request (joined to its prediction by request_id)",
+    summary="The true label of a served row (by the server's request_id; a second label needs correction)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": FeedbackRequest.model_json_schema()}},
+        }
+    },
     responses={
         400: {"model": ErrorResponse, "description": "Malformed JSON."},
-        422: {"model": ErrorResponse, "description": "Invalid body."},
+        401: _UNAUTHORIZED,
+        404: {"model": ErrorResponse, "description": "Unknown or expired request id (or row)."},
+        409: {"model": ErrorResponse, "description": "Already labelled; send correction: true to replace."},
+        413: {"model": ErrorResponse, "description": f"Body over {FEEDBACK_MAX_BYTES} bytes."},
+        415: ERRORS[415],
+        422: {"model": ErrorResponse, "description": "Invalid body, or a label the target does not take."},
         501: {"model": ErrorResponse, "description": "This server keeps no inference log."},
         503: {"model": ErrorResponse, "description": "The inference log is full; retry later."},
     },
 )
-async def feedback(body: FeedbackRequest, server: Server) -> Any:
+async def feedback(
+    request: Request, server: Server, authorization: Annotated[str | None, _TOKEN_HEADER] = None
+) -> Any:
+    if not bearer_ok(authorization, server.feedback_token):
+        return error_response("feedback token missing or wrong", "UNAUTHORIZED", 401, field="Authorization")
     if server.inference_log is None:
         return error_response(
             "this server keeps no inference log, so feedback has nowhere to go", "NO_INFERENCE_LOG", 501
         )
     try:
-        server.inference_log.log_feedback(body.request_id, body.label, time=body.time)
+        raw = await read_body(request, FEEDBACK_MAX_BYTES, "the feedback body limit")
+        try:
+            payload = json.loads(raw)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise InputError(400, f"malformed JSON: {exc}") from None
+        try:
+            body = FeedbackRequest.model_validate(payload)
+        except ValidationError as exc:
+            return _invalid(exc.errors())
+        row_id, answered = server.answered.resolve(body.request_id)
+        label = server.labels.check(body.label, answered.version)
+        if server.answered.is_labelled(row_id) and not body.correction:
+            raise FeedbackError(
+                409,
+                f"'{row_id}' already has a label; send \"correction\": true to replace it",
+                "ALREADY_LABELLED",
+                "request_id",
+            )
+    except InputError as exc:
+        return error_response(exc.message, exc.code, exc.status, field=exc.field)
+    now = datetime.now(UTC)
+    try:
+        server.inference_log.log_feedback(row_id, label, time=now, correction=body.correction)
     except (InferenceLogFull, InferenceLogClosed) as exc:
         server.metrics.error("log_full")
         return error_response(
@@ -299,7 +380,8 @@ async def feedback(body: FeedbackRequest, server: Server) -> Any:
             503,
             headers={"Retry-After": str(RETRY_AFTER_LOG_FULL)},
         )
-    return {"status": "accepted", "request_id": body.request_id}
+    server.answered.label(row_id)
+    return {"status": "accepted", "request_id": row_id, "correction": body.correction, "time": now}
 
 
 @router.post(
@@ -308,10 +390,8 @@ async def feedback(body: FeedbackRequest, server: Server) -> Any:
     response_class=Response,
     summary="Re-read the aliases now (also retries a version that failed to load)",
     responses={
-        401: {
-            "model": ErrorResponse,
-            "description": f"{SERVING_ADMIN_TOKEN_ENV} is set and the bearer token is missing or wrong.",
-        },
+        401: _UNAUTHORIZED,
+        415: ERRORS[415],
         422: {"model": ErrorResponse, "description": "Invalid query parameters."},
     },
 )
@@ -319,9 +399,9 @@ async def reload(
     server: Server,
     wait: Annotated[bool, Query(description="Wait until the versions the aliases point at serve.")] = False,
     timeout: Annotated[float, Query(gt=0, le=600, description="Longest wait, in seconds.")] = 60.0,
-    authorization: Annotated[str | None, Header(description="Bearer token, when the server has one.")] = None,
+    authorization: Annotated[str | None, _TOKEN_HEADER] = None,
 ) -> Response:
-    if server.admin_token is not None and authorization != f"Bearer {server.admin_token}":
+    if not bearer_ok(authorization, server.admin_token):
         return error_response("admin token missing or wrong", "UNAUTHORIZED", 401, field="Authorization")
     server.ensure_started()
     await run_in_threadpool(server.holder.refresh, force=True)
@@ -393,6 +473,10 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(router)
     paths = {route.path for route in app.routes if hasattr(route, "path")}
+    app.add_middleware(JsonOnlyMiddleware)
+    allowed_hosts = settings.serving_allowed_hosts()
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
     app.add_middleware(MetricsMiddleware, metrics=server.metrics, paths=lambda: paths)
     components = predict_components(server.schema, config)
     predict_body = predict_body_doc(server.schema, config)

@@ -2,9 +2,10 @@
 
 ``ModelHolder`` follows the registry aliases ``champion`` (and ``canary`` when the deploy strategy is
 ``canary`` or ``shadow``) by polling, and on demand (``refresh``). When an alias points at a new version, that
-version is downloaded, loaded and smoke-tested (its logged input example must predict, with finite values and
-one per row) on a background thread while the old one keeps serving; then it replaces the old one with a single
-reference assignment. A version that fails to load or to pass the smoke test never serves: the old one stays,
+version is downloaded, checked against the digest recorded at registration, loaded and smoke-tested (its
+logged input example must predict, with finite values and one per row) on a background thread while the old
+one keeps serving; then it replaces the old one with a single reference assignment. A version that fails to
+load (a tampered artifact, one without a digest) or to pass the smoke test never serves: the old one stays,
 the error is kept (``/model``, ``/metrics``) and ``on_failure`` is called once for that version.
 
 MLflow leaves the files it downloads behind; every load downloads into a temporary folder that is deleted as
@@ -20,12 +21,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlops import registry
 from mlops.errors import MlopsError
+from mlops.registry.integrity import MANIFEST_TAG
 from mlops.serving.inputs import InputSchema
 
 if TYPE_CHECKING:
@@ -37,8 +40,9 @@ log = logging.getLogger(__name__)
 
 CHAMPION = registry.CHAMPION
 CANARY = "canary"
-#: Version tags that are not lineage (the audit trail is long and has its own view).
-_NOT_LINEAGE = (registry.AUDIT_PREFIX,)
+#: Version tags that are not lineage (the audit trail is long and has its own view; so is the file manifest:
+#: the digest stays).
+_NOT_LINEAGE = (registry.AUDIT_PREFIX, MANIFEST_TAG)
 
 
 class ModelLoadError(MlopsError):
@@ -97,19 +101,19 @@ Loader = Callable[["PipelineConfig", int, str], LoadedModel]
 
 
 def load_version(config: PipelineConfig, version: int, alias: str) -> LoadedModel:
-    """Download and load version ``version`` of the pipeline's registered model (not yet smoke-tested)."""
-    import mlflow
+    """Download, verify (:func:`mlops.registry.verified_model_path`) and load version ``version`` of the
+    pipeline's registered model (not yet smoke-tested). A version whose files do not match its digest raises
+    :class:`mlops.registry.ModelIntegrityError`: it never serves, the holder alerts and the old one serves on."""
     from mlflow.models import Model
 
     started = time.perf_counter()
     client = registry.client()  # also points mlflow at the configured tracking URI
     details = client.get_model_version(config.name, str(version))
     with tempfile.TemporaryDirectory(prefix="mlops-serving-") as folder:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{config.name}/{version}", dst_path=folder
-        )
+        # Checked against the digest recorded at registration, then loaded from this folder only.
+        local = str(registry.verified_model_path(config.name, version, folder))
         metadata = Model.load(local)
-        model = mlflow.sklearn.load_model(local)
+        model = registry.load_model_folder(Path(local))
         try:
             example = metadata.load_input_example(local)
         except Exception as exc:

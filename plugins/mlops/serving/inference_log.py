@@ -57,6 +57,7 @@ from mlops.data.inference_log import (
     predictions_table,
 )
 from mlops.errors import MlopsError
+from mlops.serving.log_columns import extra_values, with_extra_columns
 
 if TYPE_CHECKING:
     from mlops.config import PipelineConfig
@@ -214,7 +215,8 @@ class InferenceLog:
         for index, row in enumerate(rows):
             try:
                 when, inputs, version = row["time"], row["inputs"], int(row["model_version"])
-                record = (when, str(row["request_id"]), version, str(row["route"]), row["prediction"], inputs)
+                route, prediction = str(row["route"]), row["prediction"]
+                record = (when, str(row["request_id"]), version, route, prediction, inputs, extra_values(row))
             except (KeyError, TypeError, ValueError) as exc:
                 raise InferenceLogError(
                     f"Inference log of '{self.pipeline}': prediction row {index} is malformed "
@@ -234,8 +236,11 @@ class InferenceLog:
             records.append(record)
         self._append(PREDICTIONS, records)
 
-    def log_feedback(self, request_id: str, label: Any, time: datetime | None = None) -> None:
-        """Buffer the true label of a served request (``time``: when it was known; default now, UTC).
+    def log_feedback(
+        self, request_id: str, label: Any, time: datetime | None = None, *, correction: bool = False
+    ) -> None:
+        """Buffer the true label of a served request (``time``: when it was known; default now, UTC;
+        ``correction``: it replaces an earlier label, column ``correction``).
 
         Raises:
             InferenceLogFull: the buffer is full (the label was not accepted; retry later).
@@ -244,7 +249,7 @@ class InferenceLog:
         when = datetime.now(UTC) if time is None else time
         if not isinstance(when, datetime):
             raise InferenceLogError(f"Inference log of '{self.pipeline}': feedback time must be a datetime")
-        self._append(FEEDBACK, [(when, str(request_id), label)])
+        self._append(FEEDBACK, [(when, str(request_id), label, {"correction": bool(correction)})])
 
     def _append(self, kind: str, records: list[tuple[Any, ...]]) -> None:
         offered = len(records)
@@ -572,6 +577,7 @@ def _serialize(pipeline: str, kind: str, records: list[tuple[Any, ...]]) -> list
     for day in sorted(by_date):
         rows = by_date[day]
         table = predictions_table(rows) if kind == PREDICTIONS else feedback_table(rows)
+        table = with_extra_columns(table, rows)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
         name = f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"

@@ -12,14 +12,15 @@ Accepted bodies (all JSON):
 ``{"instances": [{...}] | {feature: [values]}}``       MLflow scoring server (TF-serving style)
 =====================================================  ============================================
 
-The MLflow formats may carry ``"params"``; these models take none, so only an empty one is accepted.
+The MLflow formats may carry ``"params"``; these models take none, so only an empty object is accepted.
 
 Checks run column by column (one ``set(map(type, column))`` per feature, not a Python object per value) and
 produce the dtypes training used (:func:`mlops.ml.training.prepare_frame`): numeric features as float64,
-categorical ones as ``str`` with NaN for missing. Every problem is an :class:`InputError` whose message names
-the field and the row: missing or unknown fields, a wrong type (a string in a numeric feature; a boolean is not
-a number), a null where the feature is not nullable, a non-finite number, an empty batch, too many rows, a body
-too large, malformed JSON or a wrong shape. None of them can become a 5xx.
+categorical ones as canonical text (:mod:`mlops.core.categories`: ``3``, ``3.0`` and ``"3"`` are ``"3"``) with
+NaN for missing. Every problem is an :class:`InputError` whose message names the field and the row: missing
+or unknown fields, a wrong type (a string in a numeric feature; a boolean is not a number), a null where the
+feature is not nullable, a non-finite number, an empty batch, too many rows, a body too large, malformed JSON
+or a wrong shape. None of them can become a 5xx.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from mlops.core.categories import canonical_category, canonical_text
 from mlops.errors import MlopsError
 
 if TYPE_CHECKING:
@@ -96,6 +98,17 @@ class ParsedInput:
     @property
     def frame(self) -> pd.DataFrame:
         return self.schema.frame(self.arrays)
+
+    def canonical_records(self) -> list[dict[str, Any]]:
+        """The rows as ``{feature: value}`` in the canonical typing (:mod:`mlops.data.canonical`): numbers as
+        floats, categories as their canonical text, missing values None. What the inference log keeps, so that
+        monitoring and the retraining batch see the values training saw, however a client spelled them."""
+        names = list(self.schema.names)
+        columns = [
+            [None if value is None or value != value else value for value in self.arrays[name].tolist()]
+            for name in names
+        ]
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
     def records(self) -> list[dict[str, Any]]:
         """The rows as ``{feature: value as sent}`` (the records themselves when the body held records)."""
@@ -184,9 +197,9 @@ class InputSchema:
             raise _wrong_shape(f"unknown key '{key}'", field=key)
         if "params" in payload:
             params = payload["params"]
-            if key in RECORD_KEYS or params not in (None, {}):
+            if key in RECORD_KEYS or type(params) is not dict or params:
                 raise InputError(
-                    422, "this model takes no params; leave 'params' out (or send it empty)", "params"
+                    422, "this model takes no params; leave 'params' out (or send it as {})", "params"
                 )
         value = payload[key]
         if key == "record":
@@ -401,21 +414,20 @@ def _numeric(feature: FeatureSpec, values: list[Any]) -> np.ndarray:
 
 
 def _categorical(feature: FeatureSpec, values: list[Any]) -> np.ndarray:
+    """Canonical text (:func:`mlops.core.categories.canonical_category`): ``3``, ``3.0`` and ``"3"`` are the
+    category ``"3"``, ``true`` and ``"True"`` are ``"true"``, as training read them from a batch file."""
     kinds = set(map(type, values))
     if kinds == {str}:
-        return np.array(values, dtype=object)
+        return np.array([canonical_text(value) for value in values], dtype=object)
     converted = list(values)
     for index, value in enumerate(values):
         kind = type(value)
-        if kind is str:
-            continue
         if value is None or (kind is float and math.isnan(value)):
             if not feature.nullable:
                 raise _null(feature, index)
             converted[index] = math.nan
-        elif kind is int or kind is float:
-            # A category written as a number: training read it from a file and saw its text.
-            converted[index] = str(value)
+        elif kind is str or kind is int or kind is float or kind is bool:
+            converted[index] = canonical_category(value)
         else:
             raise InputError(
                 422,
@@ -441,11 +453,10 @@ def _signature_columns(signature: Any) -> list[tuple[str, str]] | None:
     return [(str(name), str(c_type)) for name, c_type in columns]
 
 
-def body_too_large(size: int | None, limit: int) -> InputError:
-    got = f"{size} bytes" if size is not None else "more"
-    return InputError(
-        413, f"request body too large: {got}, the limit is {limit} bytes (serving.max_body_bytes)"
-    )
+def body_too_large(size: int | None, limit: int, setting: str = "serving.max_body_bytes") -> InputError:
+    """413 for a body of ``size`` bytes (None: a body sent without Content-Length, stopped past the limit)."""
+    got = f"{size} bytes" if size is not None else f"over {limit} bytes"
+    return InputError(413, f"request body too large: {got}, the limit is {limit} bytes ({setting})")
 
 
 _ALL_KEYS = ", ".join(f"'{k}'" for k in (*RECORD_KEYS, *MLFLOW_KEYS))

@@ -9,6 +9,7 @@ tests, do not share or clash. Series (prefix ``mlops_serving_``):
 ``errors_total{kind}``                         input, unavailable, log_full, model, internal
 ``predictions_total{route,version}``           rows scored, by route (champion, canary, shadow)
 ``batch_rows{alias}``                          rows per ``predict`` call (the micro-batches)
+``out_of_range_rows_total{action}``            rows outside the config's bounds (flag, reject)
 ``model_version{alias}``                       version serving per alias (absent when none)
 ``model_ready``                                1 when a champion is loaded and smoke-tested
 ``model_load_failures_total{alias}``           versions that failed to load or their smoke test
@@ -92,6 +93,12 @@ class ServerMetrics:
             buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.out_of_range = Counter(
+            f"{PREFIX}_out_of_range_rows",
+            "Rows with a value outside the config's bounds (serving.out_of_range), by action: flag, reject.",
+            ["action"],
+            registry=self.registry,
+        )
         for kind in ERROR_KINDS:
             self.errors.labels(kind)  # present from the start, at 0
         self._children: dict[tuple[str, ...], Any] = {}
@@ -109,6 +116,9 @@ class ServerMetrics:
         if latency is None:
             latency = self._children[(path,)] = self.http_latency.labels(path)
         latency.observe(seconds)
+
+    def observe_out_of_range(self, action: str, rows: int) -> None:
+        self.out_of_range.labels(action).inc(rows)
 
     def observe_batch(self, alias: str, rows: int) -> None:
         self.batch_rows.labels(alias).observe(rows)

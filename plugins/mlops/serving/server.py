@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +15,11 @@ from fastapi.concurrency import run_in_threadpool
 
 from mlops.config import settings
 from mlops.serving.batcher import MicroBatcher, NoModelError
+from mlops.serving.feedback import AnsweredIds, LabelRule, row_ids
 from mlops.serving.holder import CANARY, CHAMPION, LoadedModel, ModelHolder
 from mlops.serving.inputs import InputSchema, ParsedInput
 from mlops.serving.metrics import CanaryGuard, ServerMetrics, state_metrics
+from mlops.serving.ranges import RangeCheck
 
 if TYPE_CHECKING:
     from mlops.config import PipelineConfig
@@ -63,7 +65,20 @@ class ModelServer:
         self._guard: CanaryGuard | None = None
         self._shadows: set[asyncio.Task] = set()
         self._started = False
-        self.admin_token = settings.serving_admin_token()
+        #: The requests answered (for feedback), what a label may be, and the config's input bounds.
+        self.answered = AnsweredIds(serving.answered_ids)
+        self.labels = LabelRule(config)
+        self.ranges = RangeCheck.from_config(config)
+        had_token = settings.serving_admin_token() is not None
+        self.admin_token = settings.serving_admin_token(create=True)
+        self.feedback_token = settings.serving_feedback_token()
+        if not had_token:
+            log.warning(
+                "No %s set: the admin and feedback token was generated into %s (mode 600); clients on this "
+                "machine with the same MLOPS_HOME read it from there",
+                settings.SERVING_ADMIN_TOKEN_ENV,
+                settings.serving_token_file(),
+            )
 
     def ensure_started(self) -> None:
         """Start the inference log's writer and the alias polling (once; also on the first request, for ASGI
@@ -134,36 +149,61 @@ class ModelServer:
             )
         return f"no champion yet: alias '{CHAMPION}' of registered model '{self.config.name}' does not exist"
 
+    def out_of_range(self, parsed: ParsedInput) -> list[int]:
+        """The rows outside the config's bounds to flag; raises the 422 when ``serving.out_of_range`` is reject."""
+        rows, problem = self.ranges.check(parsed)
+        if problem is not None and self.config.serving.out_of_range == "reject":
+            self.metrics.observe_out_of_range("reject", len(rows))
+            raise problem
+        return rows
+
     def log_rows(
-        self, parsed: ParsedInput, predictions: list[Any], request_id: str, model: LoadedModel, route: str
+        self,
+        parsed: ParsedInput,
+        predictions: list[Any],
+        request_id: str,
+        model: LoadedModel,
+        route: str,
+        *,
+        correlation_id: str | None = None,
+        flagged: Sequence[int] = (),
     ) -> None:
+        """Log each row under its own address (:func:`mlops.serving.feedback.row_ids`), with the client's
+        correlation id and whether it was out of range."""
         if self.inference_log is None:
             return
         now = datetime.now(UTC)
+        marked = set(flagged)
         self.inference_log.log_predictions(
             [
                 {
                     "time": now,
-                    "request_id": request_id,
+                    "request_id": row_id,
                     "model_version": model.version,
                     "inputs": record,
                     "prediction": prediction,
                     "route": route,
+                    "correlation_id": correlation_id,
+                    "out_of_range": row in marked,
                 }
-                for record, prediction in zip(parsed.records(), predictions, strict=True)
+                for row, (row_id, record, prediction) in enumerate(
+                    zip(
+                        row_ids(request_id, parsed.rows), parsed.canonical_records(), predictions, strict=True
+                    )
+                )
             ]
         )
 
-    def shadow(self, parsed: ParsedInput, request_id: str) -> None:
+    def shadow(self, parsed: ParsedInput, request_id: str, correlation_id: str | None = None) -> None:
         """Score a copy with the canary in the background; its result is logged (route shadow), never returned."""
         if len(self._shadows) >= MAX_PENDING_SHADOWS:
             self.metrics.error("shadow_dropped")
             return
-        task = asyncio.get_running_loop().create_task(self._shadow(parsed, request_id))
+        task = asyncio.get_running_loop().create_task(self._shadow(parsed, request_id, correlation_id))
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
 
-    async def _shadow(self, parsed: ParsedInput, request_id: str) -> None:
+    async def _shadow(self, parsed: ParsedInput, request_id: str, correlation_id: str | None) -> None:
         started = time.perf_counter()
         guard = self.guard()
         try:
@@ -179,7 +219,9 @@ class ModelServer:
             guard.canary.observe(time.perf_counter() - started, result.predictions)
         self.metrics.observe_predictions("shadow", result.model.version, parsed.rows)
         try:
-            self.log_rows(parsed, result.predictions, request_id, result.model, "shadow")
+            self.log_rows(
+                parsed, result.predictions, request_id, result.model, "shadow", correlation_id=correlation_id
+            )
         except Exception as exc:  # a shadow row is evidence, not an answer: drop it rather than fail anything
             self.metrics.error("shadow_dropped")
             log.debug("Shadow rows of request %s not logged: %s", request_id, exc)

@@ -2,10 +2,14 @@
 
     mlops config check [--dir DIR] [--quick]   validate every pipeline config and print the errors
     mlops config reference [--check]          regenerate docs/pipeline-config.md and include/pipelines/pipeline.schema.json
+    mlops config infer DATA --target COL [--task T] [-o FILE]
+                                                 propose features and expectations from a sample batch
+    mlops baseline show|reset PIPELINE           the recorded baseline of a pipeline without expectations
     mlops demo [--home DIR] [--keep] [--pipeline NAME ...]
                                                  the demo story through Airflow on the embedded default
     mlops ui [--home DIR]                        Airflow (standalone) and the MLflow UI on the demo's stores
     mlops env [--home DIR]                       shell exports to use the airflow/mlflow CLIs on those stores
+                                                 (migrates the home's Airflow database first when needed)
     mlops serve PIPELINE [--host H] [--port P]   the model server of a pipeline's champion
     mlops rollback PIPELINE [--to-version N] --reason TEXT
     mlops history PIPELINE [--json]              gate verdicts, promotions and rollbacks, oldest first
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlops.config import settings
+from mlops.tooling import data_commands
 
 if TYPE_CHECKING:
     from mlops.config import PipelineConfig
@@ -94,23 +99,36 @@ def _home(args: argparse.Namespace) -> Path:
     return Path(args.home).expanduser().resolve() if args.home else settings.mlops_home()
 
 
-def _apply_env(home: Path) -> dict[str, str]:
+def _apply_env(home: Path, *, migrate: bool = True) -> dict[str, str]:
+    """Point this process at ``home``'s stores and, with ``migrate``, bring its Airflow database up to date."""
     os.environ["MLOPS_HOME"] = str(home)
     env = settings.airflow_env(home)
     os.environ.update(env)
+    if migrate:
+        _ensure_airflow_db(env)
     return env
+
+
+def _ensure_airflow_db(env: dict[str, str]) -> None:
+    from mlops.tooling.airflow_db import ensure_airflow_db
+
+    # On stderr: `mlops env` prints only the exports on stdout, for eval.
+    ensure_airflow_db(env, say=lambda line: print(line, file=sys.stderr))
 
 
 def _demo(args: argparse.Namespace) -> int:
     home = _home(args)
-    _apply_env(home)
+    _apply_env(home, migrate=False)  # the demo clears the home first, then migrates (demo._prepare_home)
     from mlops.tooling.demo import run_demo
 
     return run_demo(home, pipelines=args.pipeline or None, keep=args.keep)
 
 
 def _env(args: argparse.Namespace) -> int:
-    env = settings.airflow_env(_home(args))
+    home = _home(args)
+    env = settings.airflow_env(home)
+    home.mkdir(parents=True, exist_ok=True)
+    _ensure_airflow_db(env)  # once: then `airflow dags test` works on a fresh home
     for key, value in env.items():
         print(f"export {key}={shlex.quote(value)}")
     return 0
@@ -367,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="exit 1, naming the stale files, instead of writing them"
     )
     config_reference.set_defaults(func=_config_reference)
+    data_commands.add_infer_parser(config)
+    data_commands.add_baseline_parser(commands)
 
     demo = commands.add_parser("demo", help="run the demo story through Airflow on the embedded default")
     demo.add_argument("--home", help="state folder (default: MLOPS_HOME or .mlops in the checkout)")
@@ -425,7 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--json", action="store_true", help="the whole report as JSON")
     repro.set_defaults(func=_reproduce)
 
-    env = commands.add_parser("env", help="print shell exports for the airflow and mlflow CLIs")
+    env = commands.add_parser(
+        "env", help="print shell exports for the airflow and mlflow CLIs (migrates once)"
+    )
     env.add_argument("--home", help="state folder (default: MLOPS_HOME or .mlops in the checkout)")
     env.set_defaults(func=_env)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mlops.config import PipelineConfig, load_all, settings
+from mlops.tooling.airflow_db import ensure_airflow_db
 
 #: Which corruption each pipeline's demo shows (all kinds are covered by the tests).
 CORRUPTION = {"breast_cancer": "nulls", "fraud_detection": "out_of_range", "demand_forecast": "wrong_type"}
@@ -83,14 +83,8 @@ def _prepare_home(home: Path, keep: bool, say: Any) -> None:
                 target.unlink()
     home.mkdir(parents=True, exist_ok=True)
     say(f"State folder: {home}")
-    airflow = Path(sys.executable).parent / "airflow"
-    started = time.monotonic()
-    result = subprocess.run(
-        [str(airflow), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy()
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{result.stderr[-2000:]}")
-    say(f"Airflow metadata database ready (SQLite, {time.monotonic() - started:.0f} s)")
+    if not ensure_airflow_db(settings.airflow_env(home), say=say):
+        say("Airflow metadata database up to date")
 
 
 def _write_batches(config: PipelineConfig, home: Path) -> dict[str, str]:
@@ -365,18 +359,23 @@ def _serve_and_swap(bag: Any, config: PipelineConfig, home: Path, log_path: Path
 
 
 def _replay(url: str, config: PipelineConfig, frame: Any, tag: str) -> int:
-    """Send each row to the server as one request, then its true label to /feedback; returns failures."""
+    """Send each row to the server as one request, then its true label to /feedback (by the server's request id,
+    with the feedback token the server generated in MLOPS_HOME or the environment's); returns failures."""
     import httpx
 
+    from mlops.config import settings
+
     failures = 0
+    token = settings.serving_feedback_token()
+    labeller = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(base_url=url, timeout=10) as client:
         for i, record in enumerate(frame[config.feature_names].to_dict("records")):
-            request_id = f"{tag}-{i}"
-            answer = client.post("/predict", json={"record": record}, headers={"X-Request-ID": request_id})
-            feedback = client.post(
-                "/feedback", json={"request_id": request_id, "label": int(frame[config.target].iat[i])}
-            )
-            failures += answer.status_code != 200 or feedback.status_code != 202
+            answer = client.post("/predict", json={"record": record}, headers={"X-Request-ID": f"{tag}-{i}"})
+            if answer.status_code != 200:
+                failures += 1
+                continue
+            label = {"request_id": answer.json()["request_id"], "label": int(frame[config.target].iat[i])}
+            failures += client.post("/feedback", json=label, headers=labeller).status_code != 202
     return failures
 
 

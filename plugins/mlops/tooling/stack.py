@@ -87,6 +87,8 @@ class StackSettings(EnvironmentSettings):
     slack_connection: str = _secret_field(
         "AIRFLOW_CONN_SLACK_MLOPS", "optional Slack webhook connection (JSON)"
     )
+    serving_admin_token: str = _secret_field("MLOPS_SERVING_ADMIN_TOKEN", "model server: /admin/*")
+    serving_feedback_token: str = _secret_field("MLOPS_SERVING_FEEDBACK_TOKEN", "model server: /feedback")
     # Ports.
     postgres_port: int = 5432
     redis_port: int = 6379
@@ -368,11 +370,20 @@ def service_env(
     if service == "mlflow":
         return {**_s3_env(settings, target), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     if service == "model-server":
-        return _mlops_env(settings, target, home_dir, pipelines)
+        return {
+            **_mlops_env(settings, target, home_dir, pipelines),
+            "MLOPS_SERVING_ADMIN_TOKEN": _secret(settings, target, "serving_admin_token"),
+            "MLOPS_SERVING_FEEDBACK_TOKEN": _secret(settings, target, "serving_feedback_token"),
+            # Only these Host headers (the compose service name too, alike natively): a DNS-rebinding page's
+            # Host is refused (400).
+            "MLOPS_SERVING_ALLOWED_HOSTS": "127.0.0.1,localhost,model-server",
+        }
     if service.startswith("airflow"):
         return {
             **airflow_env(settings, target, airflow_home, dags),
             **_mlops_env(settings, target, home_dir, pipelines),
+            # The deploy step's reload and the canary trigger call the model server's /admin.
+            "MLOPS_SERVING_ADMIN_TOKEN": _secret(settings, target, "serving_admin_token"),
         }
     return {}
 

@@ -61,6 +61,8 @@ def generate_secrets() -> dict[str, str]:
         "AIRFLOW_FERNET_KEY": Fernet.generate_key().decode(),
         "AIRFLOW_JWT_SECRET": secrets.token_urlsafe(32),
         "AIRFLOW_API_SECRET_KEY": secrets.token_urlsafe(32),
+        "MLOPS_SERVING_ADMIN_TOKEN": secrets.token_urlsafe(32),
+        "MLOPS_SERVING_FEEDBACK_TOKEN": secrets.token_urlsafe(32),
     }
 
 
@@ -108,11 +110,14 @@ class NativeStack:
         values = {**defaults, **{k: v for k, v in given.items() if v != ""}}
         stack_settings = StackSettings.from_env(values)
         file = home / SETTINGS_FILE
-        file.write_text(
-            "# The settings `mlops stack up` used (secrets included): keep it private.\n"
-            + "".join(f"{k}={v}\n" for k, v in stack_settings.to_env().items())
-        )
-        file.chmod(0o600)
+        # Created private (0600) before a secret is written: never readable by others, not even briefly.
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(
+                "# The settings `mlops stack up` used (secrets included): keep it private.\n"
+                + "".join(f"{k}={v}\n" for k, v in stack_settings.to_env().items())
+            )
         return cls(home, stack_settings)
 
     @classmethod

@@ -21,6 +21,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from mlops.config import settings
 from mlops.serving.client import serve_subprocess, wait_until, wait_until_ready
 from mlops.tooling.simulation.settings import CONCURRENCY, FLUSH_SECONDS, SimulationError
 
@@ -108,6 +109,10 @@ class Replayer:
     Each thread has its own :class:`httpx.Client` (a kept-alive connection). A request is tried up to
     :data:`ATTEMPTS` times on a connection error or a 503; then the last 503 is returned, or the last
     :class:`httpx.TransportError` raised.
+
+    The ids the simulation gives its requests go as ``X-Request-ID`` (the server's correlation id); the
+    server's own ``request_id`` of each answer is remembered, and :meth:`feedback` labels by it, with the
+    feedback token (:func:`mlops.config.settings.serving_feedback_token`).
     """
 
     def __init__(
@@ -119,6 +124,7 @@ class Replayer:
         self._clients: list[httpx.Client] = []
         self._clients_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="simulate")
+        self._server_ids: dict[str, str] = {}  # the simulation's request id -> the server's
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -172,6 +178,7 @@ class Replayer:
                     f"POST /predict for {request_id} answered {response.status_code}: {response.content[:300]!r}"
                 )
             answer: dict[str, Any] = response.json()
+            self._server_ids[request_id] = str(answer.get("request_id", request_id))
             return answer
 
         return list(self._pool.map(one, zip(records, request_ids, strict=True)))
@@ -183,9 +190,13 @@ class Replayer:
             SimulationError: a label was refused.
         """
 
+        token = settings.serving_feedback_token()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+
         def one(item: tuple[str, Any]) -> None:
             request_id, label = item
-            response = self.post("/feedback", {"request_id": request_id, "label": label})
+            server_id = self._server_ids.get(request_id, request_id)
+            response = self.post("/feedback", {"request_id": server_id, "label": label}, headers)
             if response.status_code != 202:
                 raise SimulationError(
                     f"POST /feedback for {request_id} answered {response.status_code}: {response.content[:300]!r}"

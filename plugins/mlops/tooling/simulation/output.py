@@ -87,6 +87,16 @@ def plot(result: SimulationResult, path: Path) -> Path:
                 lw=1,
                 label=f"prediction {test.method} threshold {test.threshold:g}",
             )
+            effective = [_nan(w.prediction_threshold) for w in drift_run.windows]
+            if any(t > test.threshold for t in effective if not math.isnan(t)):
+                bottom.step(
+                    xs,
+                    effective,
+                    where="mid",
+                    color="#2ca02c",
+                    lw=1,
+                    label="... raised to the window's noise floor",
+                )
         for window in drift_run.windows:
             if window.decision in ("warn", "retrain"):
                 bottom.axvspan(

@@ -29,6 +29,7 @@ CSV_COLUMNS = (
     "top_effect",
     "prediction_drift",
     "prediction_drifted",
+    "prediction_threshold",
     "decision",
     "reasons",
     "retrained",
@@ -69,6 +70,8 @@ class WindowResult:
     new_version: int | None = None
     agreement_compared: int | None = None
     agreement_disagreements: list[str] | None = None
+    #: The prediction drift's threshold as decided: the configured one, or the noise floor of the window's size.
+    prediction_threshold: float | None = None
 
     def to_row(self) -> dict[str, Any]:
         def number(value: float | None) -> str:
@@ -88,6 +91,7 @@ class WindowResult:
             "top_effect": number(self.top_effect),
             "prediction_drift": number(self.prediction_drift),
             "prediction_drifted": "" if self.prediction_drifted is None else int(self.prediction_drifted),
+            "prediction_threshold": number(self.prediction_threshold),
             "decision": self.decision,
             "reasons": " | ".join(self.reasons),
             "retrained": int(self.retrained),
@@ -280,9 +284,16 @@ class SimulationResult:
                 f"windows in a row, cooldown {policy.cooldown_hours:g} h, >= {policy.min_new_labels} labels, "
                 f"<= {policy.max_per_day} a day, `{policy.data}` data). Every retraining goes through the gate.",
                 f"- Drift tests: numeric `{drift.numeric.method}` >= {drift.numeric.threshold:g}, categorical "
-                f"`{drift.categorical.method}` >= {drift.categorical.threshold:g}; a window drifts when >= "
-                f"{drift.share:.0%} of the features drift, or the prediction drifts, or live "
-                f"`{self.metric}` drops (labels permitting).",
+                f"`{drift.categorical.method}` >= {drift.categorical.threshold:g}"
+                + (
+                    f", each raised to the noise floor of the window's size where that is higher (mean + "
+                    f"{drift.noise_sigmas:g} standard deviations of the test's score between two samples of the "
+                    "reference's distribution, `monitoring.drift.noise_sigmas`)"
+                    if drift.noise_sigmas > 0
+                    else ""
+                )
+                + f"; a window drifts when >= {drift.share:.0%} of the features drift, or the prediction "
+                f"drifts, or live `{self.metric}` drops (labels permitting).",
             ]
         )
 

@@ -372,6 +372,7 @@ class PolicyRunner:
             top_effect=top.effect_size if top else None,
             prediction_drift=analysis.prediction.score if analysis.prediction else None,
             prediction_drifted=analysis.prediction.drifted if analysis.prediction else None,
+            prediction_threshold=analysis.prediction.threshold if analysis.prediction else None,
             decision=decision.status,
             reasons=list(decision.reasons),
             champion_version=champion,
