@@ -4,14 +4,13 @@ cannot hold a pipeline."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pytest
+from artifacts import model_folder, tampered
 
 from mlops import registry
 from mlops.config import PipelineConfig
@@ -22,26 +21,6 @@ from mlops.registry.integrity import MANIFEST_TAG, ModelIntegrityError, record_d
 
 pytestmark = pytest.mark.unit
 NAME = "breast_cancer"
-
-
-def model_folder(name: str, version: int) -> Path:
-    """Where the artifact store keeps a version's files (a local folder in these tests)."""
-    import mlflow
-
-    source = registry.get_version(name, version).source  # models:/m-...: the logged model
-    location = mlflow.get_logged_model(source.removeprefix("models:/")).artifact_location
-    return Path(unquote(urlparse(location).path))
-
-
-@contextlib.contextmanager
-def tampered(path: Path) -> Iterator[None]:
-    """One byte of ``path`` changed until exit, as someone with write access to the artifact store could."""
-    original = path.read_bytes()
-    path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
-    try:
-        yield
-    finally:
-        path.write_bytes(original)
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
+from artifacts import model_file, tampered
 
 from mlops import registry
 from mlops.config import Gate, PipelineConfig
@@ -26,30 +26,6 @@ from mlops.services.reproduce import DIFFERENT, reproduce
 pytestmark = pytest.mark.unit
 NAME = "breast_cancer"
 LENIENT = Gate(primary_metric="roc_auc", threshold=0.5, max_regression=0.5)
-
-
-def model_file(version: int) -> Path:
-    """The serialised model of a version in the artifact store (a local folder here)."""
-    import mlflow
-    from mlflow.models import Model
-
-    source = registry.get_version(NAME, version).source
-    folder = Path(
-        unquote(urlparse(mlflow.get_logged_model(source.removeprefix("models:/")).artifact_location).path)
-    )
-    return folder / Model.load(str(folder)).flavors["sklearn"]["pickled_model"]
-
-
-@contextlib.contextmanager
-def tampered(version: int) -> Iterator[None]:
-    """One byte of the version's model file changed until exit."""
-    path = model_file(version)
-    original = path.read_bytes()
-    path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
-    try:
-        yield
-    finally:
-        path.write_bytes(original)
 
 
 @contextlib.contextmanager
@@ -77,7 +53,7 @@ def config(module_home: Path, breast_cancer: PipelineConfig, bc_files: list[Path
 # The gate --------------------------------------------------------------------------------------------------------
 def test_the_gate_refuses_a_tampered_challenger_and_records_nothing(config: PipelineConfig) -> None:
     with (
-        tampered(2),
+        tampered(model_file(NAME, 2)),
         pytest.raises(ModelIntegrityError, match="'breast_cancer' v2: its files do not match") as no,
     ):
         run_gate(config, 2)
@@ -89,7 +65,10 @@ def test_the_gate_refuses_a_tampered_challenger_and_records_nothing(config: Pipe
 def test_the_gate_refuses_a_tampered_champion_instead_of_skipping_the_comparison(
     config: PipelineConfig,
 ) -> None:
-    with tampered(1), pytest.raises(ModelIntegrityError, match="v1: its files do not match"):
+    with (
+        tampered(model_file(NAME, 1)),
+        pytest.raises(ModelIntegrityError, match="v1: its files do not match"),
+    ):
         run_gate(config, 2)
 
 
@@ -103,7 +82,7 @@ def test_the_smoke_test_refuses_a_tampered_version(
     config: PipelineConfig, capsys: pytest.CaptureFixture
 ) -> None:
     assert smoke.check_version(NAME, 2, 20)["passed"]
-    with tampered(2):
+    with tampered(model_file(NAME, 2)):
         with pytest.raises(ModelIntegrityError):
             smoke.check_version(NAME, 2, 20)
         assert smoke.main([NAME, "2", "--rows", "20"]) == 0
@@ -122,7 +101,7 @@ def test_the_deploy_step_smoke_process_refuses_a_version_without_a_digest(config
 
 # Reproduce and monitoring ----------------------------------------------------------------------------------------
 def test_reproduce_refuses_a_tampered_original_before_training(config: PipelineConfig) -> None:
-    with tampered(1):
+    with tampered(model_file(NAME, 1)):
         result = reproduce(NAME, 1)
     assert result.outcome == DIFFERENT and not result.trained
     assert result.causes[0].startswith("model files changed: 'breast_cancer' v1: its files do not match")
@@ -132,7 +111,7 @@ def test_reproduce_refuses_a_tampered_original_before_training(config: PipelineC
 
 def test_monitoring_refuses_a_tampered_champion(config: PipelineConfig) -> None:
     assert load_champion_model(config, 1) is not None
-    with tampered(1), pytest.raises(ModelIntegrityError):
+    with tampered(model_file(NAME, 1)), pytest.raises(ModelIntegrityError):
         load_champion_model(config, 1)
     with without_digest(1), pytest.raises(ModelIntegrityError, match="has no model digest"):
         load_champion_model(config, 1)

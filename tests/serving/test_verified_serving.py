@@ -7,10 +7,10 @@ import contextlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pandas as pd
 import pytest
+from artifacts import model_file
 from starlette.testclient import TestClient
 
 from mlops import registry
@@ -25,23 +25,12 @@ pytestmark = pytest.mark.unit
 NAME = "breast_cancer"
 
 
-def model_file(version: int) -> Path:
-    """The serialised model of a version in the artifact store (a local folder here)."""
-    import mlflow
-    from mlflow.models import Model
-
-    source = registry.get_version(NAME, version).source
-    location = mlflow.get_logged_model(source.removeprefix("models:/")).artifact_location
-    folder = Path(unquote(urlparse(location).path))
-    return folder / Model.load(str(folder)).flavors["sklearn"]["pickled_model"]
-
-
 @contextlib.contextmanager
 def replaced(version: int, by: int) -> Iterator[None]:
     """Version ``version``'s model file swapped for ``by``'s: a valid model, just not the registered one."""
-    path = model_file(version)
+    path = model_file(NAME, version)
     original = path.read_bytes()
-    shutil.copyfile(model_file(by), path)
+    shutil.copyfile(model_file(NAME, by), path)
     try:
         yield
     finally:

@@ -86,9 +86,14 @@ def canonical_frame(frame: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame
     return out
 
 
-def typed_features(frame: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
-    """The declared features only, in config order and canonical dtypes; a numeric feature that is not
-    numeric raises ``ValueError`` naming it (training and scoring cannot use it)."""
+def typed_features(frame: pd.DataFrame, config: PipelineConfig, *, coerce: bool = False) -> pd.DataFrame:
+    """The declared features only, in config order and canonical dtypes.
+
+    Args:
+        coerce: What a numeric feature that is not numeric becomes. False (training, scoring): ``ValueError``
+            naming it. True (live rows read back from the inference log, which the server already checked):
+            NaN where a value is not a number.
+    """
     import pandas as pd
     from pandas.api.types import is_bool_dtype
 
@@ -97,13 +102,15 @@ def typed_features(frame: pd.DataFrame, config: PipelineConfig) -> pd.DataFrame:
         column = frame[feature.name]
         if feature.type == "categorical":
             out[feature.name] = canonical_column(column)
-            continue
-        if is_bool_dtype(column.dtype):
+        elif coerce:
+            out[feature.name] = pd.to_numeric(column, errors="coerce").astype("float64")
+        elif is_bool_dtype(column.dtype):
             raise ValueError(
                 f"feature '{feature.name}' holds booleans but is declared numeric; declare it categorical"
             )
-        try:
-            out[feature.name] = pd.to_numeric(column, errors="raise").astype("float64")
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"feature '{feature.name}' is declared numeric but holds {exc}") from None
+        else:
+            try:
+                out[feature.name] = pd.to_numeric(column, errors="raise").astype("float64")
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"feature '{feature.name}' is declared numeric but holds {exc}") from None
     return out

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from mlops.config import settings
 from mlops.data import storage
-from mlops.data.canonical import canonical_column
+from mlops.data.canonical import typed_features
 from mlops.errors import MlopsError, MonitoringError
 
 if TYPE_CHECKING:
@@ -53,18 +53,10 @@ def read_window(config: PipelineConfig, start: datetime, end: datetime) -> pd.Da
 
 
 def as_inputs(config: PipelineConfig, frame: pd.DataFrame) -> pd.DataFrame:
-    """Feature columns in the canonical dtypes of training (:mod:`mlops.data.canonical`): numeric as float,
-    categorical as canonical text, so ``3`` logged from JSON and ``"3"`` from a CSV are one category."""
-    import pandas as pd
-
-    out = pd.DataFrame(index=frame.index)
-    for feature in config.features:
-        column = frame[feature.name]
-        if feature.type == "numeric":
-            out[feature.name] = pd.to_numeric(column, errors="coerce").astype("float64")
-        else:
-            out[feature.name] = canonical_column(column)
-    return out
+    """Feature columns in the canonical dtypes of training (:func:`mlops.data.canonical.typed_features`):
+    numeric as float, categorical as canonical text, so ``3`` logged from JSON and ``"3"`` from a CSV are one
+    category."""
+    return typed_features(frame, config, coerce=True)
 
 
 def labels_as_target(config: PipelineConfig, labels: pd.Series) -> pd.Series:
