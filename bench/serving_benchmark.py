@@ -5,7 +5,8 @@
 1. In a temporary ``MLOPS_HOME``: one generated ``breast_cancer`` batch is ingested, validated, trained on
    (StandardScaler + LogisticRegression), registered and promoted to ``champion`` with the kit's own functions.
 2. The floor: raw in-process ``model.predict`` of that version (``mlflow.sklearn.load_model``), 1 and 100 rows.
-3. Our server (``mlops serve breast_cancer``), then the MLflow scoring server (``mlflow models serve -m
+3. Our server (``mlops serve breast_cancer``), the same with ``serving.inference_log.journal: false`` (batch 1
+   only: what the crash-safe journal costs), then the MLflow scoring server (``mlflow models serve -m
    models:/breast_cancer@champion --env-manager local``), one at a time on a free 127.0.0.1 port. Each is
    waited for until ready; our answer is checked against the raw predictions first (the MLflow one too).
    Then ``wrk`` (C, light on the CPU) posts the same rows for batch sizes 1 and 100 at concurrency 1
@@ -34,7 +35,17 @@ from benchlib.repo import BENCHMARKS_MD, BIN_DIR
 from benchlib.sections import write_section
 from benchlib.tables import us
 from benchlib.timing import CpuClock
-from serving_bench import BATCH_SIZES, MLFLOW, OURS, PIPELINE, READY_TIMEOUT, SECTION, SERVER_TITLES
+from serving_bench import (
+    BATCH_SIZES,
+    JOURNAL_SHAPES,
+    MLFLOW,
+    OURS,
+    OURS_NO_JOURNAL,
+    PIPELINE,
+    READY_TIMEOUT,
+    SECTION,
+    SERVER_TITLES,
+)
 from serving_bench.diagnostics import Profile, diagnose
 from serving_bench.in_process import WHOLE, asgi_timings
 from serving_bench.model import (
@@ -45,7 +56,7 @@ from serving_bench.model import (
     train_and_promote,
 )
 from serving_bench.report import judge, machine, render
-from serving_bench.servers import check_answer, mlflow_server, our_server
+from serving_bench.servers import check_answer, mlflow_server, our_server, without_journal
 from serving_bench.wrk import Cell, Quiet, cores, measure_server, wait_for_quiet
 
 
@@ -113,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
             "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
         }
 
-        print("1/5 training and promoting one breast_cancer model ...", flush=True)
+        print("1/6 training and promoting one breast_cancer model ...", flush=True)
         trained = train_and_promote(home)
         print(f"    v{trained.version} is the champion ({trained.seconds:.1f} s)", flush=True)
 
-        print("2/5 the floor: raw in-process predict ...", flush=True)
+        print("2/6 the floor: raw in-process predict ...", flush=True)
         import mlflow.sklearn
 
         model = mlflow.sklearn.load_model(f"models:/{PIPELINE}@champion")
@@ -147,15 +158,21 @@ def main(argv: list[str] | None = None) -> int:
                 path.write_text(json.dumps({key: trained.records[:rows]}), encoding="utf-8")
                 bodies[name][rows] = path
 
-        servers = [our_server(), mlflow_server()]
+        bodies[OURS_NO_JOURNAL] = bodies[OURS]
+        envs = {name: env for name in (OURS, MLFLOW)}
+        envs[OURS_NO_JOURNAL] = {**env, "MLOPS_PIPELINES_DIR": str(without_journal(work))}
+        servers = [our_server(), our_server(OURS_NO_JOURNAL), mlflow_server()]
         cells: list[Cell] = []
         for number, server in enumerate(servers, start=3):
-            print(f"{number}/5 {SERVER_TITLES[server.name]} ...", flush=True)
-            server.start(env, work / f"{server.name}.log", READY_TIMEOUT)
+            print(f"{number}/6 {SERVER_TITLES[server.name]} ...", flush=True)
+            server.start(envs[server.name], work / f"{server.name}.log", READY_TIMEOUT)
             try:
                 print(f"    ready in {server.ready_seconds:.1f} s on port {server.port}", flush=True)
                 server.check = check_answer(server, trained, expected)
-                cells += measure_server(server, wrk, bodies[server.name], args.duration, args.warmup, quiet)
+                shapes = JOURNAL_SHAPES if server.name == OURS_NO_JOURNAL else None
+                cells += measure_server(
+                    server, wrk, bodies[server.name], args.duration, args.warmup, quiet, shapes
+                )
                 server.rss_mib = server.resident_mib()
             finally:
                 server.stop()
@@ -168,12 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             shapes = [(1, 32), (100, 1), (1, 1)]
         if shapes and not args.no_profile:
-            print(f"5/5 where our server's time goes, for {shapes} (batch, concurrency) ...", flush=True)
+            print(f"6/6 where our server's time goes, for {shapes} (batch, concurrency) ...", flush=True)
             diagnostics, profiles = diagnose(
                 env, wrk, bodies[OURS], shapes, args.duration, args.warmup, quiet, work
             )
         else:
-            print("5/5 no profile (every goal met, or --no-profile)", flush=True)
+            print("6/6 no profile (every goal met, or --no-profile)", flush=True)
         loads = (load_start, load_average())
 
     section = render(

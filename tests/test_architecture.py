@@ -17,7 +17,7 @@ PACKAGE = REPO / "plugins" / "mlops"
 LARGE_MODULES: dict[str, int] = {
     "mlops.config.schema": 1500,
     "mlops.config.reference": 650,
-    "mlops.serving.inference_log": 600,
+    "mlops.serving.inference_log": 610,
     "mlops.tooling.stack": 700,
     "mlops.airflow.alerts": 600,
 }

@@ -23,9 +23,17 @@ LOADS = {1: ("-t1", "-c1"), 32: ("-t2", "-c32")}
 WRK_TIMEOUT = "10s"
 READY_TIMEOUT = 180.0
 OURS, MLFLOW = "ours", "mlflow"
-SERVER_TITLES = {OURS: "ours (`mlops serve`)", MLFLOW: "MLflow (`mlflow models serve`)"}
+#: Our server with `serving.inference_log.journal: false`, on the batch-1 shapes only: what durability costs.
+OURS_NO_JOURNAL = "ours-no-journal"
+SERVER_TITLES = {
+    OURS: "ours (`mlops serve`)",
+    OURS_NO_JOURNAL: "ours, journal off",
+    MLFLOW: "MLflow (`mlflow models serve`)",
+}
+JOURNAL_SHAPES = [(1, 32), (1, 1)]
 # Goals.
 SPEEDUP_GOAL = 20.0  # batch 1, concurrency 32: at least 20x MLflow's requests/s ...
 P99_GOAL = 10.0  # ... with p99 at most a tenth of MLflow's
 PER_ROW_GOAL = 2.0  # batch 100: per-row cost within 2x of raw per-row predict
 P50_GOAL_MS = 3.0  # concurrency 1: p50 under 3 ms
+JOURNAL_COST_GOAL = 0.10  # batch 1, concurrency 32: the journal costs at most 10 % of the requests/s

@@ -15,9 +15,11 @@ from benchlib.tables import machine_table, ms3, us, verdict
 
 from serving_bench import (
     BATCH_SIZES,
+    JOURNAL_COST_GOAL,
     LOADS,
     MLFLOW,
     OURS,
+    OURS_NO_JOURNAL,
     P50_GOAL_MS,
     P99_GOAL,
     PER_ROW_GOAL,
@@ -83,6 +85,17 @@ def judge(cells: list[Cell], floor: Floor) -> tuple[list[Goal], list[tuple[int, 
     )
     if speedup < SPEEDUP_GOAL or ratio < P99_GOAL:
         shapes.append((1, 32))
+    unsafe = at.get((OURS_NO_JOURNAL, 1, 32))
+    if unsafe is not None:
+        cost = 1 - ours.requests_per_second / unsafe.requests_per_second
+        goals.append(
+            Goal(
+                f"batch 1, concurrency 32: the crash-safe journal costs ≤ {JOURNAL_COST_GOAL:.0%} of requests/s",
+                f"{ours.requests_per_second:.0f} with vs {unsafe.requests_per_second:.0f} req/s without "
+                f"(p99 {ms3(ours.p99)} vs {ms3(unsafe.p99)}): {cost:+.1%}",
+                cost <= JOURNAL_COST_GOAL,
+            )
+        )
 
     best = max((c for c in cells if c.server == OURS and c.batch == 100), key=lambda c: c.rows_per_second)
     per_row = 1 / best.rows_per_second
@@ -137,7 +150,8 @@ def render(
         f"{len(trained.config.feature_names)} numeric features), trained on one generated batch and promoted to "
         "`champion` in a temporary `MLOPS_HOME` (SQLite registry). Both servers serve that same version, one "
         "at a time on 127.0.0.1 (so they never compete for the cores), each with its default settings (one "
-        "process). The load generator is `wrk` on the same machine: concurrency 1 is `-t1 -c1`, concurrency "
+        "process). Ours runs a second time with `serving.inference_log.journal: false`, on the batch-1 loads "
+        "only, to show what the crash-safe journal (on by default) costs. The load generator is `wrk` on the same machine: concurrency 1 is `-t1 -c1`, concurrency "
         f"32 is `-t2 -c32`; `--timeout {WRK_TIMEOUT} --latency`, {args.duration:.0f} s per cell after a "
         f'{args.warmup:.0f} s warm-up (discarded). Both get the same rows: ours as `{{"records": [...]}}` '
         'to `POST /predict`, MLflow as `{"dataframe_records": [...]}` to `POST /invocations`. wrk, the server '
@@ -172,8 +186,10 @@ def render(
     add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for batch in BATCH_SIZES:
         for concurrency in LOADS:
-            for name in (OURS, MLFLOW):
-                cell = at[(name, batch, concurrency)]
+            for name in (OURS, OURS_NO_JOURNAL, MLFLOW):
+                cell = at.get((name, batch, concurrency))
+                if cell is None:
+                    continue
                 errors = f"{cell.errors}" + (f" ({cell.error_detail()})" if cell.errors else "")
                 per_call = cell.rows_per_predict
                 add(

@@ -116,15 +116,27 @@ class Server(ServerProcess):
     check: str = ""  # how its answer compared with raw predict
 
 
-def our_server() -> Server:
-    """``mlops serve breast_cancer`` as a user starts it."""
+def our_server(name: str = OURS) -> Server:
+    """``mlops serve breast_cancer`` as a user starts it (``name``: the variant, started with its own env)."""
     return Server(
-        name=OURS,
+        name=name,
         command=[str(BIN_DIR / "mlops"), "serve", PIPELINE, "--host", "127.0.0.1", "--port", PORT],
         ready_path="/ready",
         predict_path="/predict",
         body_key="records",
     )
+
+
+def without_journal(work: Path) -> Path:
+    """A pipelines folder whose ``breast_cancer`` has the inference log's journal off (else the same)."""
+    import yaml
+
+    config = yaml.safe_load((PIPELINES_DIR / f"{PIPELINE}.yaml").read_text(encoding="utf-8"))
+    config.setdefault("serving", {}).setdefault("inference_log", {})["journal"] = False
+    folder = work / "pipelines-no-journal"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{PIPELINE}.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return folder
 
 
 def mlflow_server() -> Server:
@@ -176,10 +188,10 @@ def check_answer(server: Server, trained: Trained, expected: dict[int, list[Any]
                 f"{server.name}: the predictions of {rows} rows differ from raw predict: "
                 f"{answer.get('predictions')!r:.300} != {expected[rows]!r:.300}"
             )
-        if server.name == OURS and answer.get("model_version") != trained.version:
+        if server.name.startswith(OURS) and answer.get("model_version") != trained.version:
             raise RuntimeError(f"{server.name} served v{answer.get('model_version')}, not v{trained.version}")
         notes.append(f"{rows}")
-    version = f", `model_version` {trained.version}" if server.name == OURS else ""
+    version = f", `model_version` {trained.version}" if server.name.startswith(OURS) else ""
     return f"predictions of {' and '.join(notes)} rows equal raw `predict`{version}"
 
 

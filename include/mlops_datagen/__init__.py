@@ -9,9 +9,11 @@ Three data sets, one per example config in ``include/pipelines/``:
 ``demand_forecast``
     synthetic daily units sold per store and product category.
 
-Every batch is a file named by its date, one day apart, and is the same for the same seed. Drift (a shift
-of the features, or a change of the relation between features and target) can start at any batch, and
-``corrupt_batch`` breaks a batch in one of the ways listed in ``CORRUPTIONS``.
+Every batch is a file named by its date, one day apart, and depends on the seed and its date: the same seed
+and date give the same bytes, another seed or another date another batch (``--start-date 2026-01-02`` makes
+new data, not yesterday's batch renamed). Drift (a shift of the features, or a change of the relation
+between features and target) can start at any batch, and ``corrupt_batch`` breaks a batch in one of the ways
+listed in ``CORRUPTIONS``.
 
 Example:
     >>> from mlops_datagen import generate_batches
@@ -126,8 +128,8 @@ def generate_batches(
         batches: Number of batches (days).
         rows: Rows per batch; ``None`` for the generator's default (breast_cancer: the 569 rows split into
             equal parts; fraud_detection: 4000; demand_forecast: 3000).
-        start_date: Date of the first batch, ``YYYY-MM-DD``.
-        seed: Seed of every random choice.
+        start_date: Date of the first batch, ``YYYY-MM-DD``; each batch's data depends on its date.
+        seed: Seed of every random choice, with each batch's date.
         feature_drift: Size of the shift of the feature distributions (0: none; 0.5 is clearly visible).
         concept_drift: Size of the change of the relation between features and target, in [0, 1].
         drift_from: Index (0-based) of the first batch that gets the drift.

@@ -27,8 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rows", type=int, default=None, help="rows per batch (default: the generator's own default)"
     )
-    parser.add_argument("--start-date", default="2026-01-01", help="date of the first batch (YYYY-MM-DD)")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--start-date",
+        default="2026-01-01",
+        help="date of the first batch (YYYY-MM-DD; default 2026-01-01): each date has its own data",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=7, help="seed of the data (default 7): same seed and date, same bytes"
+    )
     parser.add_argument("--feature-drift", type=float, default=0.0, metavar="SIZE", help="shift the features")
     parser.add_argument(
         "--concept-drift", type=float, default=0.0, metavar="SIZE", help="change the target rule (0 to 1)"

@@ -13,6 +13,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from mlops_datagen.seeding import EPOCH, day_entropy
+
 TARGET = "diagnosis"
 #: ``None``: split the 569 rows into equal parts, one per batch.
 DEFAULT_ROWS: int | None = None
@@ -40,11 +42,24 @@ def load_frame() -> pd.DataFrame:
     return frame
 
 
-def _row_order(n_available: int, needed: int, seed: int) -> np.ndarray:
-    """Row positions for ``needed`` rows: shuffled, and reshuffled again each time the data run out."""
-    rng = np.random.default_rng([seed, 0])
-    rounds = -(-needed // n_available)
-    return np.concatenate([rng.permutation(n_available) for _ in range(rounds)])[:needed]
+def _stream(n_available: int, seed: int, start: int, count: int) -> np.ndarray:
+    """Row positions ``start .. start + count - 1`` of the seed's endless stream of rows: the data shuffled,
+    and reshuffled each time it runs out. Negative positions read a second stream backwards (dates before
+    ``EPOCH``). Only the passes that hold the positions are kept."""
+    positions = np.arange(start, start + count)
+    rows = np.empty(count, dtype=np.int64)
+    for mask, entropy, index in (
+        (positions >= 0, [seed, 0], positions),
+        (positions < 0, [seed, 0, 1], -positions - 1),
+    ):
+        if not mask.any():
+            continue
+        wanted = index[mask]
+        first, last = int(wanted.min()) // n_available, int(wanted.max()) // n_available
+        rng = np.random.default_rng(entropy)
+        passes = [rng.permutation(n_available) for _ in range(last + 1)][first:]
+        rows[mask] = np.concatenate(passes)[wanted - first * n_available]
+    return rows
 
 
 def _feature_drift(batch: pd.DataFrame, size: float, reference: pd.DataFrame) -> pd.DataFrame:
@@ -78,12 +93,14 @@ def make_batches(
     concept_drift: float = 0.0,
     drift_from: int = 0,
 ) -> list[pd.DataFrame]:
-    """Split the shuffled data set into one frame per date.
+    """One frame per date, from the seed's shuffled stream of the data set's rows (``_stream``).
 
     Args:
-        dates: One date per batch (only their number matters here).
-        rows: Rows per batch. ``None`` splits the 569 rows into equal parts; more rows than the data set
-            holds reuse rows (each pass through the data is shuffled again).
+        dates: One date per batch, one day apart.
+        rows: Rows per batch: the batch of a date is the same whatever the first date and however many
+            batches are made; rows repeat once the stream has gone through the data set, reshuffled.
+            ``None`` splits one pass through the 569 rows into equal parts (no row twice), the pass of the
+            first date: another first date, another shuffle.
         seed: Seed of the shuffle and of the concept-drift label flips.
         feature_drift: Size of the shift and scale applied to ``DRIFTED_FEATURES``; 0 for none.
         concept_drift: Share of labels flipped in the region ``mean_texture`` > median, in [0, 1].
@@ -94,22 +111,22 @@ def make_batches(
     """
     frame = load_frame()
     n_batches = len(dates)
+    first_day = (dates[0] - EPOCH).days if dates else 0
     if rows is None:
-        order = _row_order(len(frame), len(frame), seed)
+        order = _stream(len(frame), seed, first_day * len(frame), len(frame))
         parts = np.array_split(order, n_batches)
     else:
-        order = _row_order(len(frame), rows * n_batches, seed)
-        parts = [order[i * rows : (i + 1) * rows] for i in range(n_batches)]
+        parts = [_stream(len(frame), seed, (first_day + i) * rows, rows) for i in range(n_batches)]
     region_threshold = float(frame[CONCEPT_REGION_FEATURE].median())
     batches = []
-    for index, part in enumerate(parts):
+    for index, (day, part) in enumerate(zip(dates, parts, strict=True)):
         batch = frame.iloc[part].reset_index(drop=True)
         if index >= drift_from and feature_drift:
             batch = _feature_drift(batch, feature_drift, frame)
         if index >= drift_from and concept_drift:
             # The region is decided before feature drift would move it: use the undrifted values.
             undrifted = frame.iloc[part].reset_index(drop=True)
-            rng = np.random.default_rng([seed, index, 2])
+            rng = np.random.default_rng([*day_entropy(seed, day), 2])
             flipped = _concept_drift(undrifted.copy(), concept_drift, region_threshold, rng)
             batch[TARGET] = flipped[TARGET].to_numpy()
         batches.append(batch)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from receivers import WebhookServer
 
 from mlops.config import PipelineConfig
 
@@ -61,9 +62,11 @@ def test_with_data_wait_the_training_dag_starts_with_the_wait_and_ingests_what_i
     assert wait.upstream_task_ids == set() and wait.downstream_task_ids == {"ingest"}
     assert dag.get_task("ingest").data_uri.operator is wait  # a data edge: ingest reads the URI it found
 
-    plain = build_training_dag(breast_cancer)
-    assert "wait_for_batch" not in plain.task_ids
+    data = {**breast_cancer.data.model_dump(), "wait": None}
+    plain = build_training_dag(PipelineConfig.model_validate({**breast_cancer.model_dump(), "data": data}))
+    assert "wait_for_batch" not in plain.task_ids  # data.wait: null
     assert plain.get_task("ingest").upstream_task_ids == set()
+    assert build_training_dag(breast_cancer).get_task("wait_for_batch")  # the default waits
 
 
 @pytest.mark.unit
@@ -107,20 +110,47 @@ def test_a_missing_local_batch_defers_to_the_file_trigger_which_fires_when_it_la
     assert resumed == batch.as_uri()
 
 
-@pytest.mark.unit
-def test_past_the_timeout_the_task_fails_without_retries_and_says_where_it_looked(
-    breast_cancer: PipelineConfig, tmp_path: Path
+@pytest.mark.service
+def test_past_the_timeout_the_run_ends_as_no_data_with_a_warning_not_a_failure(
+    breast_cancer: PipelineConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    webhook_server: WebhookServer,
 ) -> None:
     from airflow.sdk.bases.operator import TRIGGER_FAIL_REPR, TriggerFailureReason
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowSkipException
 
-    task = _operator(_waiting(breast_cancer, f"{tmp_path}/{{ds}}.csv", timeout_hours=0.5))
+    from mlops.config import AlertRoute
+
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_MLOPS", webhook_server.slack_connection())
+    config = _waiting(breast_cancer, f"{tmp_path}/{{ds}}.csv", timeout_hours=0.5).model_copy(
+        update={"alerts": [AlertRoute(channel="slack", conn_id="slack_mlops")]}  # default events
+    )
+    task = _operator(config)
     timed_out = {"error": TriggerFailureReason.TRIGGER_TIMEOUT}
 
-    with pytest.raises(AirflowFailException) as failed:
+    with pytest.raises(AirflowSkipException) as skipped:
         task.resume_execution(TRIGGER_FAIL_REPR, timed_out, _context(task))
 
-    assert str(failed.value).startswith(f"no batch at {(tmp_path / '2026-11-26.csv').as_uri()} after 30 min")
+    where = (tmp_path / "2026-11-26.csv").as_uri()
+    assert str(skipped.value).startswith(f"no data: no batch at {where} after 30 min")
+    assert webhook_server.wait_for_requests(1)
+    alert = webhook_server.requests[0].text
+    assert "nothing trained" in alert and where in alert and "FAILURE" not in alert.upper()
+
+
+@pytest.mark.unit
+def test_a_manual_run_does_not_wait_for_a_missing_batch(
+    breast_cancer: PipelineConfig, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    task = _operator(_waiting(breast_cancer, f"{tmp_path}/{{ds}}.csv"))
+    context = {**_context(task), "dag_run": SimpleNamespace(run_type="manual")}
+    with pytest.raises(AirflowFailException, match="a manual run does not wait for its batch"):
+        task.execute(context)
 
 
 @pytest.mark.service

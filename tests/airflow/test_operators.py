@@ -8,7 +8,6 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,47 +15,13 @@ from typing import Any
 
 import pytest
 from receivers import free_port
+from task_runtime import TaskInstance, context
 
 from mlops.config import PipelineConfig, load_config
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = "breast_cancer"
-WHEN = datetime(2026, 11, 26, tzinfo=UTC)
-
-
-# A minimal runtime: the task instance an operator sees, and the context ---------------------------------------
-@dataclass
-class TaskInstance:
-    """What the operators use of Airflow's runtime task instance: ids and XCom pushes."""
-
-    task: Any
-    run_id: str = "manual__operator-test"
-    try_number: int = 1
-    map_index: int = -1
-    xcom: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def dag_id(self) -> str:
-        return self.task.dag_id
-
-    @property
-    def task_id(self) -> str:
-        return self.task.task_id
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-
-def context(task: Any, **params: Any) -> dict[str, Any]:
-    run = {
-        "data_uri": "",
-        "model": None,
-        "reason": "operator test",
-        "training_window": None,
-        "trigger": "manual",
-    }
-    return {"ti": TaskInstance(task), "params": {**run, **params}, "logical_date": WHEN}
 
 
 def given(task: Any, **inputs: Any) -> dict[str, Any]:

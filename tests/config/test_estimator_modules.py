@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from mlops.config import ModelSpec, PipelineConfig, check_config_deep, settings
 from mlops.errors import ConfigError
 
 PROBE = "mlops_probe_estimators"  # a module that records its own import
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -95,3 +98,30 @@ def test_the_operator_adds_a_module_prefix(
 )
 def test_prefixes_match_whole_module_names(path: str, allowed: bool) -> None:
     assert settings.estimator_allowed(path) is allowed
+
+
+@pytest.mark.unit
+def test_a_config_naming_this_foo_is_refused_without_importing_this(tmp_path: Path) -> None:
+    """In a fresh interpreter, so that no earlier test's imports decide: the whole YAML path (``load_config``,
+    ``mlops config check``) refuses ``this.Foo``, and ``this`` (which prints the Zen of Python on import) is
+    never imported."""
+    yaml = (REPO / "include" / "pipelines" / "breast_cancer.yaml").read_text()
+    assert "estimator: sklearn.linear_model.LogisticRegression" in yaml
+    config = tmp_path / "zen.yaml"
+    config.write_text(yaml.replace("sklearn.linear_model.LogisticRegression", "this.Foo"))
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from mlops.config import load_config
+        from mlops.errors import ConfigError
+        try:
+            load_config({str(config)!r})
+        except ConfigError as exc:
+            print("REFUSED", "not in an allowed estimator module" in str(exc))
+        print("IMPORTED" if "this" in sys.modules else "NOT IMPORTED")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-3:] == ["REFUSED True", "NOT IMPORTED", ""], done.stdout
+    assert "Beautiful is better than ugly" not in done.stdout + done.stderr

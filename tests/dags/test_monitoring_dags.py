@@ -31,7 +31,9 @@ def test_each_pipeline_has_a_monitoring_dag_and_training_listens_for_retraining(
         assert [asset.name for asset in outlets] == [f"{name}_retrain"]
         assert set(dag.params) == {"start", "end"}
         training = dagbag.dags[f"{name}_training"]
-        assert {"training_window", "trigger"} <= set(training.params)
+        # The form: no internal param (a retraining request's trigger comes in its Asset event), no null.
+        assert set(training.params) == {"data_uri", "reason", "training_window", "force", "model"}
+        assert training.params["training_window"] == "config" and training.params["model"] == {}
     # A cron schedule and the Asset: either starts a training run.
     fraud = dagbag.dags["fraud_detection_training"]
     assert isinstance(fraud.timetable, AssetOrTimeSchedule)

@@ -159,6 +159,34 @@ def test_a_bad_batch_is_quarantined(
     assert accepted_batches("breast_cancer") == []
 
 
+@pytest.mark.unit
+def test_two_runs_that_ingested_the_same_bytes_both_validate(
+    mlops_home: Path, breast_cancer: PipelineConfig, bc_files: list[Path], tmp_path: Path
+) -> None:
+    # The run a person triggers and the run unpausing created, on the same batch: both ingest the same
+    # content-addressed incoming/ file before either validates.
+    mine, theirs = (
+        ingest_batch(breast_cancer, str(bc_files[0])),
+        ingest_batch(breast_cancer, str(bc_files[0])),
+    )
+    assert mine.uri == theirs.uri and "/incoming/" in mine.uri
+    first = validate_and_file(breast_cancer, theirs)
+
+    second = validate_and_file(breast_cancer, mine)  # was: StorageError NoSuchKey, three tries, a failed run
+
+    assert second.success and second.batch.uri == first.batch.uri and "/accepted/" in second.batch.uri
+    assert second.batch.rows == 80 and _under("breast_cancer", "incoming") == []
+    assert len(accepted_batches("breast_cancer")) == 1
+
+    # A bad batch: the second run fails as the first did, permanently, pointing at the first's result.
+    broken = corrupt_batch(bc_files[0], tmp_path / "nulls.csv", "nulls", column="mean_radius")
+    bad_mine, bad_theirs = ingest_batch(breast_cancer, str(broken)), ingest_batch(breast_cancer, str(broken))
+    with pytest.raises(DataValidationError):
+        validate_and_file(breast_cancer, bad_theirs)
+    with pytest.raises(DataValidationError, match="quarantined by another run of 'breast_cancer'"):
+        validate_and_file(breast_cancer, bad_mine)
+
+
 # accepted_batches ---------------------------------------------------------------------------------------------
 @pytest.mark.unit
 def test_accepted_batches_oldest_first(

@@ -265,3 +265,32 @@ def test_s3_objects_are_written_without_a_public_grant(s3_bucket: str) -> None:
         grants = boto3.client("s3").get_object_acl(Bucket=s3_bucket, Key=key)["Grants"]
         assert [g["Permission"] for g in grants] == ["FULL_CONTROL"], grants  # the owner's only
         assert all(g["Grantee"].get("Type") == "CanonicalUser" for g in grants), grants
+
+
+@pytest.mark.unit
+def test_a_relative_source_is_the_landing_folder_beside_the_store_wherever_the_dag_runs(
+    breast_cancer: PipelineConfig, mlops_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import date
+
+    from mlops.airflow.dag_factory import build_training_dag
+    from mlops.config import settings
+
+    day = date(2026, 1, 2)
+    # The embedded default: the store is <home>/store, so landing/... is <home>/landing/...
+    assert (
+        batches.batch_source(breast_cancer, None, day)
+        == (mlops_home / "landing" / "breast_cancer" / "2026-01-02.csv").as_uri()
+    )
+    # The stack: the store is s3://mlops-data/store, so the same relative source is the S3 landing prefix, and
+    # the trigger form's default says so.
+    monkeypatch.setenv("MLOPS_STORE_URI", "s3://mlops-data/store")
+    assert settings.landing_base() == "s3://mlops-data"
+    expected = "s3://mlops-data/landing/breast_cancer/2026-01-02.csv"
+    assert batches.batch_source(breast_cancer, None, day) == expected
+    assert batches.batch_source(breast_cancer, "landing/breast_cancer/2026-01-02.csv") == expected
+    form = build_training_dag(breast_cancer).params
+    assert form["data_uri"] == "s3://mlops-data/landing/breast_cancer/{ds}.csv"
+    # Absolute paths and URIs are taken as they are.
+    assert settings.data_location("/data/x.csv") == "/data/x.csv"
+    assert settings.data_location("s3://other/x.csv") == "s3://other/x.csv"

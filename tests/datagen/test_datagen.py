@@ -67,6 +67,68 @@ def test_a_batch_does_not_depend_on_how_many_are_made() -> None:
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_another_start_date_is_new_data_not_yesterdays_batch_renamed(pipeline: str, tmp_path: Path) -> None:
+    # Issue 16: `mlops data generate breast_cancer --seed 7 --start-date 2026-01-02` wrote the bytes of the
+    # default run's first batch again (7 is the default seed, and the date did not reach the data).
+    rows = [] if SMALL_ROWS[pipeline] is None else ["--rows", str(SMALL_ROWS[pipeline])]
+    assert main([pipeline, "--out", str(tmp_path / "default"), "--batches", "1", *rows]) == 0
+    assert (
+        main([pipeline, "--out", str(tmp_path / "next"), "--seed", "7", "--start-date", "2026-01-02", *rows])
+        == 0
+    )
+    again = ["--seed", "7", "--start-date", "2026-01-02"]
+    assert main([pipeline, "--out", str(tmp_path / "again"), *again, *rows]) == 0
+
+    yesterday = (tmp_path / "default" / "2026-01-01.csv").read_bytes()
+    written = {p.name: p.read_bytes() for p in sorted((tmp_path / "next").iterdir())}
+    assert list(written) == ["2026-01-02.csv", "2026-01-03.csv", "2026-01-04.csv"]
+    assert all(data != yesterday for data in written.values())
+    assert len(set(written.values())) == 3
+    assert written == {p.name: p.read_bytes() for p in sorted((tmp_path / "again").iterdir())}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_a_batch_is_a_function_of_seed_and_date(pipeline: str) -> None:
+    rows = SMALL_ROWS[pipeline] or 100
+    three = _frames(pipeline, batches=3, rows=rows, seed=5)
+    third_alone = _frames(pipeline, batches=1, rows=rows, seed=5, start_date="2026-01-03")
+    other_seed = _frames(pipeline, batches=3, rows=rows, seed=6)
+
+    pd.testing.assert_frame_equal(three[2], third_alone[0])  # the same date, whatever the first one
+    for mine, theirs in zip(three, other_seed, strict=True):
+        assert not mine.equals(theirs)
+    assert not three[0].equals(three[1])
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_dates_before_the_default_calendar_have_their_own_data(pipeline: str) -> None:
+    rows = SMALL_ROWS[pipeline] or 100
+    before = _frames(pipeline, batches=2, rows=rows, start_date="2025-12-30")
+    default = _frames(pipeline, batches=1, rows=rows)[0]
+
+    assert not before[0].equals(before[1])
+    assert not any(frame.equals(default) for frame in before)
+    pd.testing.assert_frame_equal(
+        before[1], _frames(pipeline, batches=1, rows=rows, start_date="2025-12-31")[0]
+    )
+
+
+@pytest.mark.unit
+def test_breast_cancer_default_rows_split_the_start_dates_shuffle() -> None:
+    day_one = _frames("breast_cancer", batches=3)
+    day_two = _frames("breast_cancer", batches=3, start_date="2026-01-02")
+
+    for batches in (day_one, day_two):
+        whole = pd.concat(batches, ignore_index=True)
+        assert [len(b) for b in batches] == [190, 190, 189] and not whole.duplicated().any()
+    assert not day_one[0].equals(day_two[0])
+    assert not day_two[0].equals(day_one[1])  # 2026-01-02 is new data, not the default run's second part
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

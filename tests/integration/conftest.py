@@ -8,13 +8,12 @@ point at. Every fixture here is module-scoped: each module talks to its own stac
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from receivers import free_port
+from stack_helpers import stack_variables
 
 from mlops.tooling.stack_native import NativeStack, drop_databases
 
@@ -27,18 +26,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     configure = request.module.stack_env
     prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
     home = tmp_path_factory.mktemp(prefix)
-    tag = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    ports = ("AIRFLOW", "MLFLOW", "S3", "MODEL", "SMTP", "WORKER_LOG")
-    settings = {f"MLOPS_STACK_{name}_PORT": str(free_port()) for name in ports}
-    settings.update(
-        {
-            "MLOPS_STACK_AIRFLOW_DB": f"{tag}_airflow",
-            "MLOPS_STACK_MLFLOW_DB": f"{tag}_mlflow",
-            "MLOPS_STACK_DATA_BUCKET": f"{tag.replace('_', '-')}-data",
-            "MLOPS_STACK_ARTIFACT_BUCKET": f"{tag.replace('_', '-')}-artifacts",
-            "MLOPS_STACK_CELERY_QUEUE": tag,
-        }
-    )
+    _, settings = stack_variables(prefix)
     settings.update(configure(home, dict(settings)))
     with pytest.MonkeyPatch.context() as mp:
         for key, value in settings.items():

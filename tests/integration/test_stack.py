@@ -311,3 +311,75 @@ def test_a_worker_killed_mid_training_the_task_retries_on_another_worker(
     key = f"{trained.info.artifact_uri.removeprefix(f's3://{artifacts}/')}/data/snapshot.json"
     snapshot = json.loads(s3.get_object(Bucket=artifacts, Key=key)["Body"].read())
     assert len(snapshot["batches"]) == 2, snapshot
+
+
+def test_down_after_the_documented_eval_stops_everything_and_up_again_serves_the_same_champion(
+    stack: NativeStack, mlflow_client: Any, s3: Any, landing: dict[str, str]
+) -> None:
+    """`eval "$(mlops stack env)"` then `mlops stack down` (no --home) stops every process of the stack; `up`
+    again finds the registry's artifacts in S3 (kept in <home>/s3) and the model server serves the champion."""
+    import shlex
+    import subprocess
+    import sys
+
+    from mlops.tooling.stack_native import _group_alive, _tcp
+
+    champion = mlflow_client.get_model_version_by_alias(PIPELINE, "champion")
+    running = {name: pid for name in stack.started() if (pid := stack.pid(name))}
+    # (One of the two workers was killed by the test before.)
+    assert {"s3", "smtp", "mlflow", "airflow-apiserver", "airflow-scheduler", "model-server"} <= set(running)
+    assert [name for name in running if name.startswith("airflow-worker")], running
+    mlops = str(Path(sys.executable).parent / "mlops")
+    shell = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "AWS_", "MLFLOW_", "AIRFLOW"))
+    }
+    exported = subprocess.run(
+        [mlops, "stack", "env", "--home", str(stack.home)],
+        env=shell,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for line in exported.splitlines():  # what `eval` does with it
+        key, _, value = line.removeprefix("export ").partition("=")
+        shell[key] = shlex.split(value)[0] if value else ""
+    assert shell["MLOPS_HOME"] == str(stack.home)
+
+    down = subprocess.run([mlops, "stack", "down"], env=shell, capture_output=True, text=True, timeout=300)
+
+    assert down.returncode == 0, down.stdout + down.stderr
+    for name, pid in running.items():
+        assert f"stopped {name} (pid {pid})" in down.stdout, down.stdout
+    assert not [name for name, pid in running.items() if _group_alive(pid)]
+    s = stack.settings
+    assert not [port for port in (s.s3_port, s.mlflow_port, s.airflow_port, s.model_port) if _tcp(port)]
+
+    stack.up(workers=1)
+
+    # The objects are back: the batch in the landing area and the champion's model, which the server loads.
+    bucket, _, key = landing["first"].removeprefix("s3://").partition("/")
+    assert s3.get_object(Bucket=bucket, Key=key)["ContentLength"] > 0
+    from mlops.serving.client import wait_until_ready
+
+    server = f"http://127.0.0.1:{s.model_port}"
+    assert wait_until_ready(server, timeout=180), httpx.get(f"{server}/model", timeout=30).text
+    served = httpx.get(f"{server}/model", timeout=30).json()
+    assert str(served["version"]) == champion.version, served
+    assert served["last_load_error"] is None, served
+
+
+def test_up_refuses_a_registry_whose_artifacts_are_gone(
+    stack: NativeStack, mlflow_client: Any, s3: Any
+) -> None:
+    """Objects lost (a stack from before they were kept, a deleted <home>/s3): `up` stops and says why."""
+    from mlops.errors import StackError
+
+    champion = mlflow_client.get_model_version_by_alias(PIPELINE, "champion")
+    model = mlflow_client.get_logged_model(champion.source.removeprefix("models:/"))
+    bucket, _, prefix = model.artifact_location.removeprefix("s3://").partition("/")
+    s3.delete_object(Bucket=bucket, Key=f"{prefix.rstrip('/')}/MLmodel")
+    stack.down()
+
+    with pytest.raises(StackError, match=rf"'{PIPELINE}' v{champion.version} \(alias champion\): no s3://"):
+        stack.up(workers=1)
+    assert stack.pid("mlflow") is None and stack.pid("model-server") is None  # it stopped before MLflow

@@ -27,7 +27,6 @@ import email
 import email.policy
 import mailbox
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from stack_helpers import eventually
 
 from mlops.tooling.stack_native import NativeStack
 
@@ -105,18 +105,6 @@ def loop() -> dict[str, Any]:
 
 
 # Helpers -------------------------------------------------------------------------------------------------------
-def _eventually(what: str, probe: Callable[[], Any], timeout: float, interval: float = 2.0) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` and the last value after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not after {timeout:.0f} s (last seen: {last!r})")
-
-
 def _unpause(api: Any, dag_id: str) -> None:
     from airflow_client.client.api.dag_api import DAGApi
     from airflow_client.client.models import DAGPatchBody
@@ -127,7 +115,7 @@ def _unpause(api: Any, dag_id: str) -> None:
         except Exception:
             return False
 
-    _eventually(f"{dag_id} unpaused", unpaused, timeout=120)
+    eventually(f"{dag_id} unpaused", unpaused, timeout=120)
 
 
 def _runs(api: Any, dag_id: str) -> list[Any]:
@@ -151,7 +139,7 @@ def _finished(api: Any, dag_id: str, run_id: str, timeout: float) -> str:
         return state if state in ("success", "failed") else None
 
     try:
-        return str(_eventually(f"{dag_id} run {run_id} finished", done, timeout))
+        return str(eventually(f"{dag_id} run {run_id} finished", done, timeout))
     except AssertionError as exc:
         raise AssertionError(f"{exc}; tasks: {_states(api, dag_id, run_id)}") from None
 
@@ -175,10 +163,10 @@ def test_1_a_dated_batch_landing_in_s3_starts_training_and_promotes_a_champion(
     started = time.monotonic()
     _unpause(airflow_api, TRAINING)
     # The scheduler creates today's run of the daily cron at once (catchup off: the latest tick only).
-    run = _eventually("the scheduler's run of the training DAG", lambda: _runs(airflow_api, TRAINING), 120)[0]
+    run = eventually("the scheduler's run of the training DAG", lambda: _runs(airflow_api, TRAINING), 120)[0]
     assert run.run_type.value == "scheduled", run
     # No batch yet: the run waits for it in the triggerer, holding no worker slot; nothing downstream starts.
-    _eventually(
+    eventually(
         "wait_for_batch deferred",
         lambda: _states(airflow_api, TRAINING, run.dag_run_id).get("wait_for_batch") == "deferred",
         120,
@@ -209,7 +197,7 @@ def test_1_a_dated_batch_landing_in_s3_starts_training_and_promotes_a_champion(
 
 
 def test_2_the_model_server_follows_the_champion(server: str) -> None:
-    _eventually("the model server serving v1", lambda: _model_version(server) == 1, 120, interval=1)
+    eventually("the model server serving v1", lambda: _model_version(server) == 1, 120, interval=1)
     assert httpx.get(f"{server}/ready", timeout=5).json()["model_version"] == 1
 
 
@@ -261,7 +249,7 @@ def test_4_monitoring_on_its_schedule_decides_to_retrain(
         )
 
     # The run of the traffic's window starts when that window ends (at most two minutes from now).
-    run = _eventually(f"the monitoring run of the window from {window_start}", run_of_the_window, 240)
+    run = eventually(f"the monitoring run of the window from {window_start}", run_of_the_window, 240)
     assert run.run_type.value == "scheduled", run
     assert run.data_interval_end - run.data_interval_start == WINDOW, run
     assert _finished(airflow_api, MONITORING, run.dag_run_id, 240) == "success", _states(
@@ -289,7 +277,7 @@ def test_5_the_scheduler_starts_training_from_the_asset_event(airflow_api: Any, 
     def retraining() -> Any:
         return next((r for r in _runs(airflow_api, TRAINING) if r.run_type.value == "asset_triggered"), None)
 
-    run = _eventually("a training run triggered by the Asset event", retraining, 120)
+    run = eventually("a training run triggered by the Asset event", retraining, 120)
     events = AssetApi(airflow_api).get_asset_events(source_dag_id=MONITORING).asset_events
     assert [e.source_run_id for e in events] == [loop["monitoring_run"]], events
     assert events[0].extra["data_uri"] == loop["retrain_data_uri"], events[0].extra
@@ -311,7 +299,7 @@ def test_6_the_gate_passes_the_retrained_model_deploy_promotes_it_and_the_server
     assert champion.tags["airflow.run_id"] == run_id
     assert champion.tags["mlops.trigger"] == "drift", champion.tags
     assert champion.tags["gate.verdict"] == "passed", champion.tags
-    _eventually("the model server serving v2", lambda: _model_version(server) == 2, 120, interval=1)
+    eventually("the model server serving v2", lambda: _model_version(server) == 2, 120, interval=1)
     record = frames[1].drop(columns=["diagnosis"]).iloc[0].to_dict()
     answer = httpx.post(f"{server}/predict", json={"record": record}, timeout=10)
     assert answer.status_code == 200 and answer.json()["model_version"] == 2, answer.text
@@ -321,7 +309,7 @@ def test_7_the_mailbox_holds_the_drift_alert_and_no_failure_alert(stack: NativeS
     def drift_alerts() -> list[Any]:
         return [m for m in _mails(stack) if "drift detected: retraining requested" in str(m["Subject"])]
 
-    mails = _eventually("the drift alert in the mailbox", drift_alerts, 60)
+    mails = eventually("the drift alert in the mailbox", drift_alerts, 60)
     assert mails[0]["To"] == "ml-oncology@example.com"
     subjects = [str(m["Subject"]) for m in _mails(stack)]
     assert not [s for s in subjects if "[FAILURE]" in s], subjects

@@ -341,6 +341,50 @@ def test_a_chunked_body_over_the_limit_says_so_plainly(env: Path, breast_cancer:
         )
 
 
+def test_malformed_json_is_400_on_both_routes(
+    served: tuple[TestClient, MemoryLog], breast_cancer: PipelineConfig
+) -> None:
+    """Not FastAPI's 422 ``"0: JSON decode error"``: a 400 that says where the JSON breaks."""
+    http, _ = served
+    rid = _predict(http, breast_cancer)["request_id"]
+    for route, body in (
+        ("/predict", b'{"records": [{'),
+        ("/feedback", f'{{"request_id": "{rid}", '.encode()),
+    ):
+        response = http.post(route, content=body, headers={**AUTH, "Content-Type": "application/json"})
+        assert response.status_code == 400, (route, response.text)
+        detail = response.json()["detail"]
+        assert detail.startswith("malformed JSON") and "line 1" in detail and "decode error" not in detail, (
+            detail
+        )
+
+
+def test_a_chunked_10_mb_body_gets_a_plain_413_on_both_routes(
+    served: tuple[TestClient, MemoryLog], breast_cancer: PipelineConfig
+) -> None:
+    """10 MB sent without Content-Length: the answer used to read "request body too large: more, the limit
+    is ..."; it says how much was read past and which setting holds the limit."""
+    http, log = served
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b" " * 1_000_000
+
+    limits = {
+        "/predict": f"{breast_cancer.serving.max_body_bytes} bytes (serving.max_body_bytes)",
+        "/feedback": "4096 bytes",
+    }
+    for route, limit in limits.items():
+        response = http.post(route, content=chunks(), headers={**AUTH, "Content-Type": "application/json"})
+        assert response.status_code == 413, (route, response.text)
+        detail = response.json()["detail"]
+        assert detail.startswith("request body too large: over ") and f"the limit is {limit}" in detail, (
+            detail
+        )
+        assert "more, the limit" not in detail
+    assert log.rows == [] and log.feedback == []
+
+
 # Out-of-range inputs --------------------------------------------------------------------------------------
 def test_huge_inputs_are_flagged_by_default(
     served: tuple[TestClient, MemoryLog], breast_cancer: PipelineConfig
@@ -411,3 +455,20 @@ def test_the_stack_generates_both_tokens_and_gives_each_only_where_needed(tmp_pa
     assert {"MLOPS_SERVING_ADMIN_TOKEN", "MLOPS_SERVING_FEEDBACK_TOKEN"} <= set(
         stack.StackSettings.defaults().missing_secrets()
     )
+
+
+def test_the_versions_reference_range_is_flagged(env: Path, breast_cancer: PipelineConfig) -> None:
+    from dataclasses import replace
+
+    from mlops.serving.ranges import RangeCheck
+
+    holder = ModelHolder(breast_cancer)
+    reference = pd.DataFrame(dict.fromkeys(breast_cancer.feature_names, [0.05, 0.2]))
+    holder.champion = replace(
+        _model(breast_cancer), ranges=RangeCheck.for_version(breast_cancer, 4, reference)
+    )
+    holder.checked_at = datetime.now(UTC)
+    wild = {**_record(breast_cancer), "worst_texture": 1e6}
+    with TestClient(create_app(breast_cancer, holder=holder, start_polling=False)) as http:
+        body = http.post("/predict", json={"records": [_record(breast_cancer), wild]}).json()
+    assert body["out_of_range"] == [1]

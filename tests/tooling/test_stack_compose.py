@@ -92,7 +92,16 @@ def test_the_services_are_the_stacks(compose: dict[str, Any]) -> None:
             assert "healthcheck" in service, f"{name} has no health check"
             assert service["restart"] == "unless-stopped"
         assert "container_name" not in service, f"{name}: a container name would stop `--scale`"
-    assert set(compose["volumes"]) == {"postgres-data", "redis-data", "minio-data", "airflow-logs"}
+    assert set(compose["volumes"]) == {
+        "postgres-data",
+        "redis-data",
+        "minio-data",
+        "airflow-logs",
+        "model-server-journal",
+    }
+    assert compose["services"]["model-server"]["volumes"] == [
+        "model-server-journal:/opt/airflow/mlops/journal"
+    ]
 
 
 def test_only_the_documented_ports_are_published_and_only_on_localhost(compose: dict[str, Any]) -> None:

@@ -1,10 +1,13 @@
 """The native stack's process handling on the light services: what `up` starts it records and `down` stops
-(whole process groups, idempotently); what already answers is used, not started; mail lands in a Maildir."""
+(whole process groups, idempotently, saying what it stopped); what already answers is used, not started; mail
+lands in a Maildir; `down` and `status` find the stack from its own state file, also after the documented
+`eval "$(mlops stack env)"`."""
 
 from __future__ import annotations
 
 import mailbox
 import os
+import shlex
 import smtplib
 import time
 from email.message import EmailMessage
@@ -13,7 +16,8 @@ from pathlib import Path
 import pytest
 from receivers import free_port
 
-from mlops.tooling.stack_native import NativeStack, _group_alive, _tcp
+from mlops.tooling.cli import main
+from mlops.tooling.stack_native import NativeStack, _group_alive, _tcp, locate_home
 
 
 @pytest.fixture
@@ -33,13 +37,16 @@ def test_up_starts_what_does_not_answer_and_down_stops_it(native: NativeStack) -
     native._redis()
     native._s3()
     native._smtp()
-    pids = {name: native.pid(name) for name in ("redis", "minio", "mailpit")}
+    pids = {name: native.pid(name) for name in ("redis", "s3", "smtp")}
     assert all(pids.values()), pids
     assert all(_tcp(port) for port in (s.redis_port, s.s3_port, s.smtp_port))
-    states = {st.name: st.state for st in native.status()}
-    assert states["redis"] == states["minio"] == states["mailpit"] == "healthy"
+    states = {st.label: st.state for st in native.status()}
+    # Natively the S3 API is moto and the SMTP server aiosmtpd: the status names them so (compose: MinIO, Mailpit).
+    assert states["redis"] == states["s3 (moto)"] == states["smtp (aiosmtpd)"] == "healthy"
 
-    assert sorted(native.down()) == ["mailpit", "minio", "redis"]
+    said: list[str] = []
+    assert sorted(native.down(progress=said.append)) == ["redis", "s3", "smtp"]
+    assert sorted(said) == sorted(f"stopped {name} (pid {pid})" for name, pid in pids.items())
 
     assert not any(_group_alive(pid) for pid in pids.values())
     assert not any(_tcp(port) for port in (s.redis_port, s.s3_port, s.smtp_port))
@@ -119,3 +126,63 @@ def test_every_process_gets_the_stacks_settings_not_the_callers(
     assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["MLOPS_HOME"] == str(native.home)
     assert env["PATH"].split(os.pathsep)[0] == str(native.bin_dir)
+
+
+# Finding the stack ----------------------------------------------------------------------------------------------
+@pytest.mark.unit
+def test_the_stack_home_is_found_from_the_users_home_and_from_inside_the_stack_home(tmp_path: Path) -> None:
+    user_home = tmp_path / "mlops"
+    assert locate_home(None, user_home) == user_home.resolve() / "stack"  # nothing there yet: the default
+
+    NativeStack.prepare(user_home / "stack")  # what `up` does first: writes stack.env
+
+    stack_home = (user_home / "stack").resolve()
+    assert locate_home(None, user_home) == stack_home
+    # `mlops stack env` exports MLOPS_HOME=<stack home>: from there it is the same stack, not <stack home>/stack.
+    assert locate_home(None, stack_home) == stack_home
+    elsewhere = tmp_path / "elsewhere"
+    assert locate_home(elsewhere, stack_home) == elsewhere.resolve()  # --home wins
+
+
+def _apply_stack_env(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """What `eval "$(mlops stack env --home HOME)"` does to a shell."""
+    assert main(["stack", "env", "--home", str(home)]) == 0
+    for line in capsys.readouterr().out.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        monkeypatch.setenv(key, shlex.split(value)[0] if value else "")
+
+
+@pytest.mark.unit
+def test_down_after_the_documented_eval_stops_the_stack_and_says_what_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user_home = tmp_path / "mlops"
+    monkeypatch.setenv("MLOPS_HOME", str(user_home))
+    native = NativeStack.prepare(user_home / "stack")
+    pid = native.spawn("sleeper", ["sleep", "300"])
+    _apply_stack_env(native.home, monkeypatch, capsys)
+    assert os.environ["MLOPS_HOME"] == str(native.home)  # the stack home itself, not the user's home
+
+    assert main(["stack", "down"]) == 0
+
+    out = capsys.readouterr().out
+    assert f"stopping the stack in {native.home}" in out
+    assert f"stopped sleeper (pid {pid})" in out
+    assert not _group_alive(pid)
+    # Again: nothing runs, and it says so.
+    assert main(["stack", "down"]) == 0
+    assert f"nothing to stop: no process started by `mlops stack up` in {native.home} is running" in (
+        capsys.readouterr().out
+    )
+
+
+@pytest.mark.unit
+def test_down_and_status_refuse_a_folder_that_holds_no_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path / "nothing"))
+    for action in ("down", "status", "env"):
+        assert main(["stack", action]) == 1
+        captured = capsys.readouterr()
+        assert f"no native stack in {(tmp_path / 'nothing' / 'stack').resolve()}" in captured.err
+        assert captured.out == ""  # `eval "$(mlops stack env)"` gets nothing to run

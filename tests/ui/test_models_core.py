@@ -100,7 +100,9 @@ def test_overview_shows_champion_challenger_gate_and_monitoring(store: dict[str,
         "champion",
     )
     assert (pipeline.challenger.version, pipeline.challenger.status) == (2, "rejected")
-    assert pipeline.challenger.mlflow_url.endswith("/#/models/breast_cancer/versions/2")
+    assert (
+        "/#/models/breast_cancer/versions/2?workflowType=machine_learning" in pipeline.challenger.mlflow_url
+    )
     gate = pipeline.gate
     assert (gate.version, gate.verdict, gate.champion_version, gate.challenger_value) == (
         2,
@@ -113,7 +115,7 @@ def test_overview_shows_champion_challenger_gate_and_monitoring(store: dict[str,
     assert monitoring.decision == "warn" and monitoring.model_version == 1
     assert monitoring.reasons == ["drift in some features", "drifted window 1 of the 2"]
     assert monitoring.window_end == "2026-11-02T00:00:00+00:00" and monitoring.report_available
-    assert monitoring.mlflow_url.endswith(f"/runs/{store['monitoring_run']}")
+    assert f"/runs/{store['monitoring_run']}?workflowType=machine_learning" in monitoring.mlflow_url
     assert overview.to_dict()["pipelines"][0]["gate"]["verdict"] == "rejected"  # JSON-able
 
 
@@ -169,3 +171,40 @@ def test_plugin_is_registered_by_entry_point() -> None:
     (app,) = plugin().fastapi_apps
     assert app["url_prefix"] == "/mlops"
     assert {route.path for route in app["app"].routes} >= {"/", "/api/models"}
+
+
+def test_report_not_found_names_what_is_missing_and_no_server_path(
+    store: dict[str, Any], mlops_home: Path
+) -> None:
+    """A 404 of the report routes says which pipeline, version, run or report is missing; it used to end with
+    MLflow's message (artifact URI, the temporary download folder) or the configs' folder."""
+    from fastapi.testclient import TestClient
+
+    from mlops.ui.app import create_app
+    from mlops.ui.auth import airflow_user, page_user
+
+    app = create_app()
+    app.dependency_overrides[page_user] = app.dependency_overrides[airflow_user] = lambda: object()
+    client = TestClient(app, raise_server_exceptions=False)
+    answers = {
+        f"/reports/{PIPELINE}/gate/1": f"'{PIPELINE}' v1 has no gate report (gate/verdict.md)",
+        f"/reports/{PIPELINE}/gate/99": f"'{PIPELINE}' v99 has no gate report (gate/verdict.md)",
+        "/reports/demand_forecast/gate/1": "no pipeline 'demand_forecast'",
+        f"/reports/{PIPELINE}/monitoring/{store['other_run']}/report.html": (
+            f"run {store['other_run']} is not a monitoring run of '{PIPELINE}'"
+        ),
+        f"/reports/{PIPELINE}/monitoring/{'0' * 32}/summary.json": (
+            f"monitoring run {'0' * 32} of '{PIPELINE}' has no summary.json"
+        ),
+        f"/reports/{PIPELINE}/monitoring/{store['monitoring_run']}/model.pkl": (
+            f"no monitoring artifact 'model.pkl' of run '{store['monitoring_run']}' "
+            "(one of report.html, summary.json)"
+        ),
+    }
+    for path, detail in answers.items():
+        response = client.get(path)
+        assert response.status_code == 404, (path, response.text)
+        assert response.json() == {"detail": detail}
+        for secret in (str(store["pipelines"]), str(mlops_home), "mlops-ui-", "/tmp", "file:", "mlruns"):
+            assert secret not in response.text, (path, response.text)
+    assert client.get(f"/reports/{PIPELINE}/gate/2").status_code == 200

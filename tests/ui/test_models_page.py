@@ -16,7 +16,8 @@ import jwt
 import pytest
 from ui_server import PIPELINE, REPO, ModelsServer
 
-#: The docs' screenshot is refreshed only on request (MLOPS_UPDATE_SCREENSHOT=1): a test run leaves the tree clean.
+#: The docs' screenshot is refreshed only on request (MLOPS_UPDATE_SCREENSHOT=1, as for every screenshot test):
+#: a test run leaves the tree clean.
 DOCS_SCREENSHOT = REPO / "docs" / "images" / "models-page.png"
 
 
@@ -141,6 +142,13 @@ def test_models_page_in_chromium(models_server: ModelsServer, tmp_path: Path) ->
         assert "rejected" in gate and "below the minimum" in gate
         assert "warn" in monitoring and "2026-11-01" in monitoring and "drift" in monitoring
         assert len(driver.find_elements(By.CSS_SELECTOR, "[data-pipeline]")) == 3
+        # The chart of the primary metric: one point per gated version, the champion's marked.
+        points = card.find_elements(By.CSS_SELECTOR, "[data-role=trend] g.point")
+        assert [p.get_attribute("data-version") for p in points] == ["1", "2"]
+        assert [p.get_attribute("data-version") for p in points if p.get_attribute("data-champion")] == ["1"]
+        # Pipelines with no registered model link nowhere in MLflow.
+        empty = driver.find_element(By.CSS_SELECTOR, "[data-pipeline=fraud_detection]")
+        assert "no version yet" in empty.text and not empty.find_elements(By.PARTIAL_LINK_TEXT, "MLflow")
 
         # A report link opens a new tab although the UI sandboxes the iframe without allow-popups.
         card.find_element(By.LINK_TEXT, "Gate report").click()
@@ -152,7 +160,8 @@ def test_models_page_in_chromium(models_server: ModelsServer, tmp_path: Path) ->
         driver.switch_to.window(driver.window_handles[0])
 
         driver.switch_to.default_content()
-        screenshot = DOCS_SCREENSHOT if os.environ.get("MLOPS_UPDATE_SCREENSHOT") else tmp_path / "models.png"
+        refresh = os.environ.get("MLOPS_UPDATE_SCREENSHOT")
+        screenshot = DOCS_SCREENSHOT if refresh else tmp_path / "models.png"
         assert driver.save_screenshot(str(screenshot))
     finally:
         driver.quit()

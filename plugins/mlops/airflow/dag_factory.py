@@ -31,7 +31,9 @@ TRAINING_DOC = """\
 {description}
 
 **Task** {task} · **target** `{target}` · **estimator** `{estimator}` · **features** {n_features}
-({numeric} numeric, {categorical} categorical) · **default data** `{source}` · **schedule** `{schedule}`
+({numeric} numeric, {categorical} categorical) · **default data** `{source}`
+
+**Runs** {schedule}
 {wait}
 `ingest` copies the batch at `data_uri` into the data store (content-addressed) → `validate` checks it with
 Great Expectations (a bad batch is quarantined and the run fails here; the champion is untouched) → `train`
@@ -39,8 +41,9 @@ fits the model and logs an MLflow run with lineage → `register` adds a version
 `challenger` → `gate` scores challenger and champion on one holdout (primary metric `{metric}`) and branches
 to `deploy` (compare-and-set promotion of alias `champion`) or `gate_rejected` (warning alert).
 
-Trigger with a config: `data_uri` (a path, file:// or s3:// URI of a CSV/Parquet batch), optionally `model`
-(`{{"estimator": "...", "params": {{...}}}}`) to try another recipe, and `reason` (kept on the MLflow run).
+Trigger from the form (▶): `data_uri` is the batch (default: the day's file in the landing folder above);
+`reason`, `training_window`, `force` and `model` (`{{"estimator": "...", "params": {{...}}}}`, another recipe) are
+optional. A run whose data, config and code equal an existing version's is skipped unless `force` is ticked.
 """
 
 
@@ -54,16 +57,29 @@ def _training_doc(config: PipelineConfig) -> str:
         n_features=len(config.features),
         numeric=len(config.numeric_features),
         categorical=len(config.categorical_features),
-        source=config.data.source,
-        schedule=config.schedule or "none (manual)",
+        source=settings.data_location(config.data.source),
+        schedule=_schedule_text(config),
         metric=config.gate.primary_metric,
         wait=(
-            f"\n`wait_for_batch` waits in the triggerer (up to {config.data.wait.timeout_hours:g} h) until the "
-            "run's batch lands, then hands it on; a run started before the delivery goes on when it arrives.\n"
+            f"\n`wait_for_batch`: a scheduled run waits in the triggerer (up to {config.data.wait.timeout_hours:g} h) "
+            'until its batch lands, then goes on; past that it ends as "no data" (skipped, with a warning '
+            "alert, not a failure). A manual run does not wait: a missing batch fails it at once.\n"
             if config.data.wait
             else ""
         ),
     )
+
+
+def _schedule_text(config: PipelineConfig) -> str:
+    """The training DAG's real schedule, in words: cron, asset, both, or by hand."""
+    retrains = config.monitoring.enabled and config.monitoring.retrain.enabled
+    asset = f"when monitoring asks to retrain (asset `{config.name}_retrain`)" if retrains else ""
+    if config.schedule is None:
+        return f"by hand, and {asset}" if asset else "by hand only (no schedule)"
+    cron = f"on the schedule `{config.schedule}` (UTC)"
+    if asset and config.schedule not in ("@once", "@continuous"):
+        return f"{cron}, and {asset}; the DAG header shows the asset only"
+    return cron
 
 
 def _start_date(config: PipelineConfig) -> datetime:
@@ -125,37 +141,51 @@ def build_training_dag(config: PipelineConfig) -> DAG:
     """The ``<name>_training`` DAG: ingest → validate → train → register → gate → deploy | gate_rejected
     (wait_for_batch → ingest where ``data.wait`` is set; gate → approve → deploy where an approval is
     required). Every edge is a data edge: each task takes its upstream's result as an XComArg."""
+    source = settings.data_location(config.data.source)
+    window = config.training.window
     params = {
         "data_uri": Param(
-            config.data.source,
+            source,
             type="string",
             minLength=1,
             title="Data batch",
-            description="Path, file:// or s3:// URI of a CSV or Parquet batch ({ds} = the run's date).",
-        ),
-        "model": Param(
-            None,
-            type=["null", "object"],
-            title="Model override",
-            description='Optional: {"estimator": "sklearn....", "params": {...}} to try another recipe.',
+            description=f"Required: the CSV or Parquet file this run trains on. {{ds}} is the run's date "
+            f"(YYYY-MM-DD), so the default reads {source}. Put the day's batch there (docs/deploy.md), or "
+            "give another path or s3:// URI under the pipeline's landing roots.",
         ),
         "reason": Param(
-            "", type="string", title="Reason", description="Why this run; kept on the MLflow run."
+            None,
+            type=["null", "string"],
+            title="Reason",
+            description="Optional: why this run, in a few words (kept on the MLflow run and in its alerts).",
+        ),
+        "training_window": Param(
+            "config",
+            type="string",
+            enum=["config", "all", "latest"],
+            values_display={
+                "config": f"as configured ({window})",
+                "all": "all accepted batches",
+                "latest": "only this run's batch",
+            },
+            title="Training window",
+            description="Which accepted batches the model trains on (always set: the default keeps the YAML's).",
+        ),
+        "force": Param(
+            False,
+            type="boolean",
+            title="Train even if nothing changed",
+            description="Always set (unticked by default): a run whose data, config and code equal an "
+            "existing version's is skipped and names that version; tick this to train and register anyway.",
+        ),
+        "model": Param(
+            {},
+            type=["object", "null"],
+            title="Model override",
+            description='Optional: {"estimator": "sklearn.ensemble.RandomForestClassifier", "params": '
+            '{"n_estimators": 300}} tries another recipe; leave {} to train the YAML\'s.',
         ),
     }
-    params["training_window"] = Param(
-        None,
-        type=["null", "string"],
-        enum=[None, "all", "latest"],
-        title="Training window",
-        description="Override training.window: 'all' accepted batches, or only this run's batch ('latest').",
-    )
-    params["trigger"] = Param(
-        "manual",
-        type="string",
-        title="Trigger",
-        description="What asked for this run ('drift' when monitoring did; it words the gate's alert).",
-    )
     with DAG(
         dag_id=config.training_dag_id,
         description=f"Train, gate and deploy the {config.name} model",

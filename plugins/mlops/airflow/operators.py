@@ -225,37 +225,48 @@ class ValidateBatchOperator(_PipelineOperator):
 
 
 class TrainModelOperator(_PipelineOperator):
-    """Train on the pipeline's snapshot (ending with the accepted ``batch``) and track the run in MLflow
-    (params ``model`` override the recipe, ``training_window`` the window)."""
+    """Train on the snapshot ending with the accepted ``batch``, tracked in MLflow (params ``model``,
+    ``training_window``); skipped, naming the version (XCom ``same_inputs``; a drift request alerts), when a
+    version has the same inputs (:mod:`mlops.services.training`), unless param ``force``."""
 
     template_fields = ("batch",)
+    SAME_INPUTS_KEY: ClassVar[str] = "same_inputs"
 
     def __init__(self, *, batch: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.batch = batch
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from mlops.data.batches import Batch
-        from mlops.ml.training import VALIDATION_WARNINGS_TAG, train_model
+        from mlops.ml.training import FINGERPRINT_TAG, VALIDATION_WARNINGS_TAG
+        from mlops.services.training import SameInputs, train_if_new
 
         params = run_params(context)
-        config = self.config
-        if params.get("training_window") in ("all", "latest"):
-            config = config.model_copy(
-                update={"training": config.training.model_copy(update={"window": params["training_window"]})}
-            )
-        result = train_model(
-            config,
+        outcome = train_if_new(
+            self.config,
             Batch.from_dict(self.batch),
             lineage=_run_info(context),
             model_override=params.get("model") or None,
+            training_window=params.get("training_window"),
+            force=str(params.get("force")).lower() == "true",
+            trigger=params.get("trigger"),
         )
         ti = context["ti"]
-        ti.xcom_push(key=MLFLOW_RUN_KEY, value=result.run_id)  # the failure alerts link to the run
-        ti.xcom_push(key=MLFLOW_EXPERIMENT_KEY, value=result.experiment_id)
-        trained = {"run_id": result.run_id, "model_uri": result.model_uri, "metrics": result.metrics}
-        if result.tags.get(VALIDATION_WARNINGS_TAG):  # the version carries them too (register)
-            trained[VALIDATION_WARNINGS_TAG] = result.tags[VALIDATION_WARNINGS_TAG]
+        if isinstance(outcome, SameInputs):
+            ti.xcom_push(key=self.SAME_INPUTS_KEY, value=outcome.to_dict())
+            if outcome.trigger == "drift":  # monitoring announced a retraining: say that none happened
+                which = f"v{outcome.version}" if outcome.version is not None else f"run {outcome.run_id}"
+                title = f"retraining skipped: same inputs as {which}"
+                self._alert(context, "drift", title, outcome.message)
+            raise AirflowSkipException(outcome.message)
+        ti.xcom_push(key=MLFLOW_RUN_KEY, value=outcome.run_id)  # the failure alerts link to the run
+        ti.xcom_push(key=MLFLOW_EXPERIMENT_KEY, value=outcome.experiment_id)
+        trained = {"run_id": outcome.run_id, "model_uri": outcome.model_uri, "metrics": outcome.metrics}
+        for tag in (FINGERPRINT_TAG, VALIDATION_WARNINGS_TAG):  # the version carries them too (register)
+            if outcome.tags.get(tag):
+                trained[tag] = outcome.tags[tag]
         return trained
 
 

@@ -66,13 +66,15 @@ class BatchWait(_Strict):
     """Wait for the batch to arrive before ingesting it (task `wait_for_batch` at the head of the training DAG).
 
     The wait happens in Airflow's triggerer, not in a worker slot: a scheduled run can start before the day's
-    batch lands and proceeds as soon as it does. Past the timeout the run fails without retries, saying
-    where it looked ("no batch at s3://... after 6 h").
+    batch lands and proceeds as soon as it does. Past the timeout the run ends as "no data" (skipped, with a
+    `data_warning` alert saying where it looked), not as a failure. A manual run does not wait: a missing batch
+    fails it at once.
     """
 
     timeout_hours: float = Field(
+        default=6.0,
         gt=0.0,
-        description="How long a run waits for its batch before it fails.",
+        description='How long a scheduled run waits for its batch before it ends as "no data".',
         examples=[6],
     )
     poke_seconds: float = Field(
@@ -94,7 +96,8 @@ class DataSource(_Strict):
     source: str = Field(
         description="A local path, a `file://` URI or an `s3://bucket/key` URI of the batch (any other scheme, "
         "`http://` or `gs://` say, is rejected). `{ds}` becomes the run's date as `YYYY-MM-DD` and "
-        "`{ds_nodash}` as `YYYYMMDD` (UTC). A relative path is relative to `MLOPS_HOME`, not to the YAML "
+        "`{ds_nodash}` as `YYYYMMDD` (UTC). A relative path is relative to the folder or bucket holding the "
+        "data store (`MLOPS_HOME` on the embedded default, `s3://mlops-data` on the stack), not to the YAML "
         "file; `~` is expanded. S3 uses boto3's usual settings (`AWS_*`, `AWS_ENDPOINT_URL`). Also the "
         "pre-filled `data_uri` of the trigger form. Inside a `{...}` flow mapping, quote a value holding "
         "`{ds}`.",
@@ -114,10 +117,9 @@ class DataSource(_Strict):
     )
 
     wait: BatchWait | None = Field(
-        default=None,
+        default=BatchWait(),
         description="Wait for the batch at `source` (or the run's `data_uri`) before ingesting it, up to a "
-        "timeout; null: a run whose batch is missing fails at `ingest`. Use it with a `schedule` when "
-        "batches land at no fixed time.",
+        "timeout (the default: 6 h); null: a run whose batch is missing fails at `ingest`.",
         examples=[{"timeout_hours": 6, "poke_seconds": 60}],
     )
     landing_roots: list[str] = Field(
@@ -760,6 +762,16 @@ class InferenceLogSettings(_Strict):
         description="Most unwritten rows kept in memory; past this, requests get 503 (with `Retry-After`) "
         "instead of being served unlogged.",
     )
+    journal: bool = Field(
+        default=True,
+        description="Answer a request only once its rows are durable in a local journal (one `fsync` per "
+        "group of requests), replayed at the next start after a crash. Off: a crash loses the rows buffered.",
+    )
+    journal_dir: str | None = Field(
+        default=None,
+        description="Local folder of the journal (relative: under `MLOPS_HOME`); null: "
+        "`<MLOPS_HOME>/journal/<name>`. Keep it on a persistent volume.",
+    )
 
 
 class Serving(_Strict):
@@ -1012,9 +1024,10 @@ class AirflowSettings(_Strict):
         examples=[120],
     )
     max_active_runs: int = Field(
-        default=1,
+        default=2,
         ge=1,
-        description='Runs of the DAG allowed at the same time. Must be 1 with `schedule: "@continuous"`.',
+        description="Runs of the DAG allowed at the same time: with 2, a manual run never queues behind a "
+        'scheduled run waiting for its batch. Must be 1 with `schedule: "@continuous"` (its default then).',
     )
     start_date: str = Field(
         default="2026-01-01",
@@ -1254,7 +1267,10 @@ class PipelineConfig(_Strict):
         if long_tags:
             problems.append(f"field 'tags': tags are at most 100 characters; too long: {long_tags}")
         if self.schedule == "@continuous" and self.airflow.max_active_runs != 1:
-            problems.append("field 'airflow.max_active_runs': a '@continuous' schedule needs exactly 1")
+            if "max_active_runs" in self.airflow.model_fields_set:
+                problems.append("field 'airflow.max_active_runs': a '@continuous' schedule needs exactly 1")
+            else:  # the default (2) is for cron schedules; a frozen model, hence object.__setattr__
+                object.__setattr__(self, "airflow", self.airflow.model_copy(update={"max_active_runs": 1}))
         allowed_metrics = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
         for where, metric in [("gate.primary_metric", self.gate.primary_metric)] + [
             (f"gate.secondary.{i}.metric", rule.metric) for i, rule in enumerate(self.gate.secondary)

@@ -246,6 +246,30 @@ def store_uri() -> str:
     return current().store_uri
 
 
+def landing_base() -> str:
+    """Where a relative data path (``data.source``, a run's ``data_uri``) points: the folder or bucket that holds
+    the data store (``<home>`` for the embedded ``<home>/store``; ``s3://mlops-data`` for the stack's
+    ``s3://mlops-data/store``), so that ``landing/<pipeline>/...`` is the drop folder beside the store."""
+    store = store_uri()
+    if store.startswith("s3://"):
+        bucket, _, prefix = store[len("s3://") :].partition("/")
+        parent = prefix.rstrip("/").rpartition("/")[0]
+        return f"s3://{bucket}/{parent}" if parent else f"s3://{bucket}"
+    from urllib.parse import unquote, urlparse
+
+    return str(Path(unquote(urlparse(store).path)).parent) if "://" in store else str(Path(store).parent)
+
+
+def data_location(path: str) -> str:
+    """A data path as given (``{ds}`` kept): a URI or an absolute path unchanged, a relative one under
+    :func:`landing_base`. What the trigger form shows and what a run resolves."""
+    path = path.strip()
+    if "://" in path or Path(path).expanduser().is_absolute():
+        return path
+    base = landing_base()
+    return f"{base.rstrip('/')}/{path.lstrip('/')}" if "://" in base else str(Path(base) / path)
+
+
 def mlflow_ui_url() -> str:
     """Base URL of the MLflow UI, used in links in alerts (``MLOPS_MLFLOW_UI_URL``)."""
     return current().mlflow_ui_url

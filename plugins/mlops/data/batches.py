@@ -71,7 +71,7 @@ def landing_roots(config: PipelineConfig) -> list[str]:
     roots = [(home / "landing").as_uri(), beside_store, storage.join(pipeline_root(config.name), "retrain")]
     before_template = config.data.source.split("{", 1)[0].rpartition("/")[0]  # the source's folder or prefix
     if before_template:
-        folder = storage.resolve_uri(before_template)
+        folder = storage.resolve_uri(settings.data_location(before_template))
         parsed = urlparse(folder)
         local = Path(unquote(parsed.path) or "/").resolve() if parsed.scheme == "file" else None
         if local not in (home, Path("/")):  # a source at the top of the home or the disk opens too much
@@ -89,7 +89,8 @@ def batch_source(config: PipelineConfig, data_uri: str | None, when: date | date
     """
     roots = landing_roots(config)
     try:
-        return storage.confined(storage.resolve_uri(data_uri or config.data.source, when), roots)
+        location = settings.data_location(data_uri or config.data.source)
+        return storage.confined(storage.resolve_uri(location, when), roots)
     except DataAccessError as exc:
         raise DataAccessError(
             f"pipeline '{config.name}' refuses the batch {exc}. Its landing roots: {', '.join(roots)}. Put the "
@@ -148,6 +149,28 @@ class ValidationOutcome:
         return data
 
 
+def _where_it_is_now(config: PipelineConfig, batch: Batch) -> Batch:
+    """The ingested batch where it is now. Two runs of a pipeline can ingest the same bytes at once (the run
+    Airflow creates when a person unpauses the DAG and the run they trigger, say): both get the same
+    content-addressed ``incoming/`` file, and the first to validate files it. The second reads it where the
+    first put it: ``accepted/``, or fails as the first did when it was quarantined.
+    """
+    if storage.exists(batch.uri):
+        return batch
+    root, name = pipeline_root(config.name), PurePosixPath(urlparse(batch.uri).path).name
+    accepted = storage.join(root, "accepted", name)
+    if storage.exists(accepted):
+        log.info("Batch %s was accepted by another run meanwhile: reading %s", batch.source, accepted)
+        return Batch(**{**batch.to_dict(), "uri": accepted})
+    quarantine = storage.join(root, "quarantine", batch.content_hash)
+    if storage.exists(storage.join(quarantine, name)):
+        raise DataValidationError(
+            f"batch {batch.source} was quarantined by another run of '{config.name}' meanwhile; its result: "
+            f"{storage.join(quarantine, 'result.json')}"
+        )
+    return batch  # gone for another reason: reading it says so
+
+
 def validate_and_file(config: PipelineConfig, batch: Batch) -> ValidationOutcome:
     """Validate a batch; accept it, or quarantine it with its result and raise ``DataValidationError``.
 
@@ -159,6 +182,7 @@ def validate_and_file(config: PipelineConfig, batch: Batch) -> ValidationOutcome
     from mlops.data import baseline as baselines
     from mlops.data import validation
 
+    batch = _where_it_is_now(config, batch)
     baseline = baselines.active_baseline(config)
     frame = None
     try:
@@ -177,7 +201,12 @@ def validate_and_file(config: PipelineConfig, batch: Batch) -> ValidationOutcome
     if report.success:
         accepted = storage.join(pipeline_root(config.name), "accepted", name)
         if batch.uri != accepted:
-            storage.move(batch.uri, accepted)
+            try:
+                storage.move(batch.uri, accepted)
+            except StorageError:
+                if not storage.exists(accepted):
+                    raise
+                # another run accepted the same bytes meanwhile (a content-addressed name): nothing to move
         manifest = accepted.rsplit(".", 1)[0] + ".json"
         # Re-ingesting a known batch keeps its place in the history (its first ingestion time).
         first_seen = (

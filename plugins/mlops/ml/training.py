@@ -59,6 +59,8 @@ class TrainResult:
 
 #: Tag of a training run (and its version) whose last batch passed validation with warnings: what was seen.
 VALIDATION_WARNINGS_TAG = "mlops.validation_warnings"
+#: Tag of a training run and of its version: :func:`training_fingerprint`, to find a version by its inputs.
+FINGERPRINT_TAG = "mlops.fingerprint"
 
 
 def effective_config(config: PipelineConfig, model_override: dict[str, Any] | None) -> PipelineConfig:
@@ -166,6 +168,36 @@ def snapshot_for(config: PipelineConfig, batch: Batch) -> list[Batch]:
 
 def snapshot_hash(batches: list[Batch]) -> str:
     return hashlib.sha256(",".join(sorted(b.content_hash for b in batches)).encode()).hexdigest()
+
+
+def training_inputs(config: PipelineConfig, batches: list[Batch], commit: str, dirty: bool) -> dict[str, Any]:
+    """What a model trained now depends on: the data (the snapshot's batch hashes), the config parts that
+    shape the model (task, target, features and types in order, the split), the recipe (override applied) and
+    the code (package version, git commit). The gate, alerts, serving and texts change no model: left out."""
+    from mlops import __version__
+
+    return {
+        "data": snapshot_hash(batches),
+        "config": {
+            "task": config.task,
+            "target": config.target,
+            "features": [[f.name, f.type] for f in config.features],
+            "split": config.split.model_dump(mode="json"),
+        },
+        "recipe": {"estimator": config.model.estimator, "params": config.model.params},
+        "code": {"package": __version__, "commit": commit, "dirty": dirty},
+    }
+
+
+def training_fingerprint(
+    config: PipelineConfig, batches: list[Batch], code: tuple[str, bool] | None = None
+) -> str:
+    """The sha256 of :func:`training_inputs` (``code``: :func:`code_version`, read when not given): equal
+    fingerprints, same model. Tagged on the run and its version (:data:`FINGERPRINT_TAG`)."""
+    commit, dirty = code or code_version()
+    inputs = training_inputs(config, batches, commit, dirty)
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def split_snapshot(config: PipelineConfig, batches: list[Batch]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -279,15 +311,25 @@ def environment() -> dict[str, Any]:
 
 
 def ensure_experiment(name: str) -> str:
-    """The id of the experiment named ``name``, created (with our artifact root) if missing."""
+    """The id of the experiment named ``name``, created (with our artifact root) if missing.
+
+    The experiment is tagged ``mlflow.experimentKind: custom_model_development`` (MLflow 3's "machine learning"
+    kind), at creation and, for an experiment made before, when it is next used: MLflow's UI lists an
+    experiment under its ML or GenAI switch by this tag (docs/mlflow-ui.md).
+    """
     from mlflow.exceptions import MlflowException
 
+    kind_tag, kind = "mlflow.experimentKind", "custom_model_development"
     client = tracking.client()
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if (experiment.tags or {}).get(kind_tag) != kind:  # read with the look-up: no extra call when set
+            client.set_experiment_tag(experiment.experiment_id, kind_tag, kind)
         return experiment.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=storage.join(settings.artifact_root(), name))
+        return client.create_experiment(
+            name, artifact_location=storage.join(settings.artifact_root(), name), tags={kind_tag: kind}
+        )
     except MlflowException:
         # Another run created it between our look-up and create: use theirs.
         experiment = client.get_experiment_by_name(name)
@@ -358,6 +400,7 @@ def train_model(
         "mlops.target": config.target,
         "mlops.training_window": config.training.window,
         "mlops.n_batches": str(len(batches)),
+        FINGERPRINT_TAG: training_fingerprint(config, batches, (commit, dirty)),
         **(lineage or {}),
     }
     if batch.warnings:  # passed validation with warnings (the baseline in warn mode): say so on the run

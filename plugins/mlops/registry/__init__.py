@@ -29,6 +29,7 @@ from mlops.registry.versions import (
     promotion_lock,
     record_audit,
     set_version_tags,
+    training_lock,
 )
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "move_champion",
     "promote",
     "promotion_lock",
+    "training_lock",
     "record_audit",
     "register_version",
     "set_version_tags",

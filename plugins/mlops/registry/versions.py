@@ -73,9 +73,22 @@ def create_version(
             ) from exc
         number = int(version.version)
     record_digest(name, number, run_id)
+    _copy_fingerprint(mlflow_client, name, number, run_id)
     mlflow_client.set_registered_model_alias(name, CHALLENGER, number)
     log.info("Registered %s as %s version %d (alias %s)", model_uri, name, number, CHALLENGER)
     return number
+
+
+def _copy_fingerprint(mlflow_client: Any, name: str, number: int, run_id: str) -> None:
+    """The training run's fingerprint of its inputs onto the version, where the next run looks it up with one
+    search (:func:`mlops.services.training.find_same_inputs`), whoever registered it."""
+    from mlops.ml.training import FINGERPRINT_TAG
+
+    if not run_id:
+        return
+    fingerprint = mlflow_client.get_run(run_id).data.tags.get(FINGERPRINT_TAG)
+    if fingerprint:
+        mlflow_client.set_model_version_tag(name, str(number), FINGERPRINT_TAG, fingerprint)
 
 
 def alias_version(name: str, alias: str) -> int | None:
@@ -121,9 +134,20 @@ def audit_trail(name: str, version: int) -> list[dict[str, Any]]:
     return [json.loads(tags[key]) for key in sorted(tags) if key.startswith(AUDIT_PREFIX)]
 
 
+def promotion_lock(name: str) -> contextlib.AbstractContextManager[None]:
+    """Serialise promotions of one model so that compare-and-set cannot interleave (see :func:`named_lock`)."""
+    return named_lock(f"promote:{name}", 120)
+
+
+def training_lock(name: str, fingerprint: str) -> contextlib.AbstractContextManager[None]:
+    """Serialise the trainings of one model on the same inputs (the run a person triggers and the run Airflow
+    creates when they unpause the DAG, on the same batch): the second finds what the first trained."""
+    return named_lock(f"train:{name}:{fingerprint[:16]}", 6 * 3600)
+
+
 @contextlib.contextmanager
-def promotion_lock(name: str) -> Iterator[None]:
-    """Serialise promotions of one model so that compare-and-set cannot interleave.
+def named_lock(name: str, timeout: float) -> Iterator[None]:
+    """A lock shared by every process that may touch the registry, held for the ``with`` block.
 
     A SQLite or file store is locked with a lock file beside it; a Postgres store with an advisory lock in that
     same database, which every Airflow worker reaches; ``MLOPS_LOCK_URI`` names another Postgres database for
@@ -138,7 +162,7 @@ def promotion_lock(name: str) -> Iterator[None]:
         import sqlalchemy
 
         engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
-        key = zlib.crc32(f"mlops-promote:{name}".encode())
+        key = zlib.crc32(f"mlops-{name}".encode())
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
             try:
@@ -149,14 +173,16 @@ def promotion_lock(name: str) -> Iterator[None]:
         return
     from filelock import FileLock
 
+    kind, _, subject = name.partition(":")
+    file_name = f"{subject.replace(':', '.')}.{kind}"  # promote:fraud -> fraud.promote.lock
     if parsed.scheme == "sqlite":
         # sqlite:///relative.db and sqlite:////absolute.db: the path is what follows the third slash.
-        lock_path = Path(unquote(parsed.path).removeprefix("/")).with_suffix(f".{name}.promote.lock")
+        lock_path = Path(unquote(parsed.path).removeprefix("/")).with_suffix(f".{file_name}.lock")
     else:
         lock_dir = settings.mlops_home() / "locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
-        lock_path = lock_dir / f"{name}.promote.lock"
-    with FileLock(str(lock_path), timeout=120):
+        lock_path = lock_dir / f"{file_name}.lock"
+    with FileLock(str(lock_path), timeout=timeout):
         yield
 
 

@@ -13,7 +13,8 @@ Endpoints:
 ``GET /canary``        guard statistics of the canary (or shadow) phase; 404 when there is none
 =====================  ==================================================================================
 
-Every prediction served is in the inference log first: when the log cannot take it (``InferenceLogFull``), the
+Every prediction served is in the inference log first, and durable in its journal on the local disk
+(:mod:`mlops.serving.journal`): when the log cannot take it (``InferenceLogFull``, ``JournalError``), the
 request gets 503 with ``Retry-After`` and no prediction. A bad body never gets a 5xx (see
 :mod:`mlops.serving.inputs`). Request ids, times and the labels' checks are the server's
 (:mod:`mlops.serving.feedback`); POSTs are JSON only and ``/feedback`` and ``/admin/*`` want a token
@@ -77,6 +78,7 @@ from mlops.serving.feedback import FeedbackError, new_request_id
 from mlops.serving.holder import CANARY, CHAMPION, ModelHolder
 from mlops.serving.inference_log import InferenceLogClosed, InferenceLogFull
 from mlops.serving.inputs import InputError
+from mlops.serving.journal import JournalError
 from mlops.serving.metrics import MetricsMiddleware
 from mlops.serving.security import JsonOnlyMiddleware, bearer_ok
 from mlops.serving.server import ModelServer
@@ -158,7 +160,7 @@ async def predict(
     try:
         body = await read_body(request, server.config.serving.max_body_bytes)
         parsed = (target.schema if target is not None else server.schema).parse(body)
-        flagged = server.out_of_range(parsed)  # raises in serving.out_of_range: reject
+        flagged = server.out_of_range(parsed, target)  # raises in serving.out_of_range: reject
     except InputError as exc:
         batcher.withdraw()
         server.metrics.error("input")
@@ -195,7 +197,7 @@ async def predict(
         detail = f"row {broken}: the model's prediction is not a finite number (an input out of its range?)"
         return json_response(error_body(detail, "NON_FINITE_PREDICTION"), 422, request_id)
     try:
-        server.log_rows(
+        ticket = server.log_rows(
             parsed,
             result.predictions,
             request_id,
@@ -204,7 +206,8 @@ async def predict(
             correlation_id=x_request_id,
             flagged=flagged,
         )
-    except (InferenceLogFull, InferenceLogClosed) as exc:
+        await server.durable(ticket)
+    except (InferenceLogFull, InferenceLogClosed, JournalError) as exc:
         server.metrics.error("log_full")
         return unavailable(
             f"the prediction could not be logged, so it is not served: {exc}",
@@ -371,8 +374,9 @@ async def feedback(
         return error_response(exc.message, exc.code, exc.status, field=exc.field)
     now = datetime.now(UTC)
     try:
-        server.inference_log.log_feedback(row_id, label, time=now, correction=body.correction)
-    except (InferenceLogFull, InferenceLogClosed) as exc:
+        ticket = server.inference_log.log_feedback(row_id, label, time=now, correction=body.correction)
+        await server.durable(ticket)
+    except (InferenceLogFull, InferenceLogClosed, JournalError) as exc:
         server.metrics.error("log_full")
         return error_response(
             f"feedback not recorded: {exc}",

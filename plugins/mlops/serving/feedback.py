@@ -6,8 +6,8 @@ inference log names each row so (:func:`row_ids`), and ``POST /feedback`` accept
 server answered and has not labelled yet (a correction must say so).
 
 :class:`AnsweredIds` is an in-memory index of the most recent ``serving.answered_ids`` requests: ids older than
-that, or answered before a restart, are "unknown or expired" (404). The crash-safe journal of the inference log
-is meant to back it later, so that a restart forgets nothing.
+that, or answered before a restart, are "unknown or expired" (404), except the rows the inference log's journal
+replays after a crash (:meth:`AnsweredIds.restore`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,17 @@ class AnsweredIds:
             old, entry = self._answered.popitem(last=False)
             for row_id in row_ids(old, entry.rows):
                 self._labelled.discard(row_id)
+
+    def restore(self, predictions: Iterable[tuple[str, int]], labelled: Iterable[str]) -> None:
+        """Add the rows the journal replayed after a crash (row ids and versions, labelled row ids)."""
+        counts: dict[str, list[int]] = {}
+        for row_id, version in predictions:
+            request_id, _, row = row_id.partition(ROW_SEPARATOR)
+            entry = counts.setdefault(request_id, [0, version])
+            entry[0] = max(entry[0], int(row) + 1 if row.isdigit() else 1)
+        for request_id, (rows, version) in counts.items():
+            self.add(request_id, rows, version)
+        self._labelled.update(labelled)
 
     def resolve(self, address: str) -> tuple[str, Answered]:
         """The canonical row address and its request; raises :class:`FeedbackError` (404) for an unknown one."""

@@ -30,6 +30,7 @@ from mlops import registry
 from mlops.errors import MlopsError
 from mlops.registry.integrity import MANIFEST_TAG
 from mlops.serving.inputs import InputSchema
+from mlops.serving.ranges import RangeCheck
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,6 +68,8 @@ class LoadedModel:
     loaded_at: datetime
     load_seconds: float
     is_classifier: bool = False
+    #: The version's input ranges (config bounds and its reference's range); None: the server's config bounds.
+    ranges: RangeCheck | None = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for ``GET /model``."""
@@ -78,6 +81,7 @@ class LoadedModel:
             "run_id": self.run_id,
             "lineage": self.tags,
             "inputs": self.schema.describe(),
+            **({"input_ranges": self.ranges.describe()} if self.ranges is not None else {}),
         }
 
 
@@ -118,6 +122,7 @@ def load_version(config: PipelineConfig, version: int, alias: str) -> LoadedMode
             example = metadata.load_input_example(local)
         except Exception as exc:
             raise ModelLoadError(f"the input example of v{version} cannot be read: {exc}") from exc
+        ranges = RangeCheck.for_version(config, version, _reference(config, client, details.run_id, folder))
     tags = {k: v for k, v in (details.tags or {}).items() if not k.startswith(_NOT_LINEAGE)}
     from sklearn.base import is_classifier
 
@@ -134,7 +139,29 @@ def load_version(config: PipelineConfig, version: int, alias: str) -> LoadedMode
         loaded_at=datetime.now(UTC),
         load_seconds=time.perf_counter() - started,
         is_classifier=bool(is_classifier(model)),
+        ranges=ranges,
     )
+
+
+def _reference(config: PipelineConfig, client: Any, run_id: str | None, folder: str) -> pd.DataFrame | None:
+    """The version's monitoring reference (its input ranges), or None when it has none or cannot be read: the
+    version then serves with the config's bounds only (logged, and in ``GET /model``)."""
+    if config.serving.out_of_range == "off" or run_id is None:
+        return None
+    import pandas as pd
+
+    from mlops.ml.reference import REFERENCE_ARTIFACT
+
+    try:
+        return pd.read_parquet(client.download_artifacts(run_id, REFERENCE_ARTIFACT, folder))
+    except Exception as exc:  # a version trained before references existed, an unreadable file
+        log.warning(
+            "No reference for the input ranges of run %s (%s: %s): the config's bounds only",
+            run_id,
+            type(exc).__name__,
+            str(exc)[:300],
+        )
+        return None
 
 
 def smoke_test(loaded: LoadedModel) -> None:

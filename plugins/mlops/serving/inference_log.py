@@ -16,8 +16,11 @@ date, its name chosen once) and writes each with one atomic write. A part leaves
 failed write keeps it, under the same name, so a retry after an ambiguous failure overwrites rather than
 duplicates, and retries come after a growing delay. Past ``max_buffered_rows`` new rows are refused with
 :class:`InferenceLogFull` (the server answers 503 and the client retries): memory stays bounded and nothing is
-lost silently. ``close()`` gives up on a dead target after its timeout and saves what is left to a local
-fallback folder with the same layout, saying where in the log.
+lost silently. With a journal (``journal_dir``, :mod:`mlops.serving.journal`), every row is also appended to a
+local file and the server awaits ``wait_durable`` before answering; each flush seals one journal segment,
+whose Parquet parts are named after it and which is deleted once they are written; ``start()`` replays what a
+dead process left. Without one, ``close()`` gives up on a dead target after its timeout and saves what is left
+to a local fallback folder with the same layout (:mod:`mlops.serving.log_parts`), saying where in the log.
 
 >>> log = InferenceLog("fraud", "s3://bucket/fraud/inference")   # doctest: +SKIP
 >>> log.start()                                                   # doctest: +SKIP
@@ -31,17 +34,13 @@ fallback folder with the same layout, saying where in the log.
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import re
-import tempfile
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,12 +51,12 @@ from mlops.data.inference_log import (
     PREDICTION_KEYS,
     PREDICTIONS,
     InferenceLogError,
-    feedback_table,
     inference_log_uri,
-    predictions_table,
 )
 from mlops.errors import MlopsError
-from mlops.serving.log_columns import extra_values, with_extra_columns
+from mlops.serving.journal import Journal, Orphan, encode, journal_folder, part_name, recover
+from mlops.serving.log_columns import extra_values
+from mlops.serving.log_parts import Chunk, Part, save_to_fallback, serialize_parts
 
 if TYPE_CHECKING:
     from mlops.config import PipelineConfig
@@ -103,31 +102,6 @@ class InferenceLogClosed(InferenceLogError):
     code = "INFERENCE_LOG_CLOSED"
 
 
-@dataclass(eq=False)
-class _Part:
-    """One Parquet file to write: its path under the log's URI, its bytes and its row count."""
-
-    relpath: str
-    rows: int
-    data: bytes
-    written: bool = False
-
-
-@dataclass(eq=False)
-class _Chunk:
-    """Rows taken from the buffer together; serialized once into parts, kept until every part is written."""
-
-    kind: str
-    records: list[tuple[Any, ...]] | None
-    since: float  # monotonic time its oldest row was buffered
-    rows: int = 0
-    remaining: int = 0
-    parts: list[_Part] | None = field(default=None)
-
-    def __post_init__(self) -> None:
-        self.rows = self.remaining = len(self.records or ())
-
-
 class InferenceLog:
     """A thread-safe, bounded buffer of served predictions and feedback labels, flushed to Parquet files.
 
@@ -141,6 +115,10 @@ class InferenceLog:
         flush_seconds: write rows at the latest this long after they were buffered.
         max_buffered_rows: refuse new rows (``InferenceLogFull``) past this many unwritten rows.
         retry_seconds: first delay after a failed write; it doubles up to ~30 s while the target keeps failing.
+        journal_dir: a local folder for the crash-safe journal (:mod:`mlops.serving.journal`): each row is
+            durable there before ``wait_durable`` returns, and rows a dead process left there are written at
+            ``start()``. None: no journal (rows buffered at a crash are lost; ``close()`` saves what it cannot
+            write to a fallback folder).
     """
 
     def __init__(
@@ -152,6 +130,7 @@ class InferenceLog:
         flush_seconds: float = 5.0,
         max_buffered_rows: int = 100_000,
         retry_seconds: float = 1.0,
+        journal_dir: str | Path | None = None,
     ) -> None:
         problems = []
         if not re.match(NAME_PATTERN, pipeline or ""):
@@ -173,6 +152,13 @@ class InferenceLog:
         self.max_buffered_rows = max_buffered_rows
         self.retry_seconds = retry_seconds
         self.fallback_dir: str | None = None
+        self.journal_dir = Path(journal_dir) if journal_dir is not None else None
+        self._journal: Journal | None = None
+        self._orphans: dict[str, Orphan] = {}
+        self._segment_chunks: dict[tuple[str, int], int] = {}  # chunks of a journal segment not written yet
+        #: What the journal replayed at start: (row id, model version) of predictions, row ids of feedback.
+        self.replayed_predictions: list[tuple[str, int]] = []
+        self.replayed_feedback: list[str] = []
 
         self._lock = threading.Lock()  # guards the state below; held only for O(1) work
         self._flush_lock = threading.Lock()  # one writer at a time (the thread, flush(), close())
@@ -185,7 +171,7 @@ class InferenceLog:
         self._pending: dict[str, list[tuple[Any, ...]]] = {PREDICTIONS: [], FEEDBACK: []}
         self._pending_rows = 0
         self._pending_since: float | None = None
-        self._sealed: list[_Chunk] = []
+        self._sealed: list[Chunk] = []
         self._buffered = 0  # pending + sealed rows not yet written: what max_buffered_rows bounds
 
         self._written_rows = 0
@@ -199,8 +185,8 @@ class InferenceLog:
         atexit.register(_close_at_exit, weakref.ref(self))
 
     # Appending (the server's side: cheap, no I/O) -----------------------------------------------------------
-    def log_predictions(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Buffer served predictions; all of them or none.
+    def log_predictions(self, rows: Iterable[dict[str, Any]]) -> int | None:
+        """Buffer served predictions; all of them or none. Returns the journal ticket (:meth:`wait_durable`).
 
         Each row: ``{"time": datetime (UTC; naive is taken as UTC), "request_id": str, "model_version": int,
         "inputs": {feature: value}, "prediction": value, "route": "champion" | "canary" | "shadow" | ...}``.
@@ -234,13 +220,13 @@ class InferenceLog:
                     f"int64 'model_version' (got {version}). No row of this call was accepted."
                 )
             records.append(record)
-        self._append(PREDICTIONS, records)
+        return self._append(PREDICTIONS, records)
 
     def log_feedback(
         self, request_id: str, label: Any, time: datetime | None = None, *, correction: bool = False
-    ) -> None:
+    ) -> int | None:
         """Buffer the true label of a served request (``time``: when it was known; default now, UTC;
-        ``correction``: it replaces an earlier label, column ``correction``).
+        ``correction``: it replaces an earlier label, column ``correction``). Returns the journal ticket.
 
         Raises:
             InferenceLogFull: the buffer is full (the label was not accepted; retry later).
@@ -249,16 +235,30 @@ class InferenceLog:
         when = datetime.now(UTC) if time is None else time
         if not isinstance(when, datetime):
             raise InferenceLogError(f"Inference log of '{self.pipeline}': feedback time must be a datetime")
-        self._append(FEEDBACK, [(when, str(request_id), label, {"correction": bool(correction)})])
+        return self._append(FEEDBACK, [(when, str(request_id), label, {"correction": bool(correction)})])
 
-    def _append(self, kind: str, records: list[tuple[Any, ...]]) -> None:
+    async def wait_durable(self, ticket: int | None) -> None:
+        """Return once the rows of ``ticket`` are in the journal on disk (at once without a journal).
+
+        Raises:
+            JournalError: they cannot be made durable (answer 503: the rows are buffered all the same).
+        """
+        if ticket is not None and self._journal is not None:
+            await self._journal.wait(ticket)
+
+    def _append(self, kind: str, records: list[tuple[Any, ...]]) -> int | None:
         offered = len(records)
         if not offered:
-            return
+            return None
+        journal = self._journal
+        lines = encode(kind, records) if journal is not None else b""
+        ticket = None
         with self._lock:
             closed, buffered = self._closed, self._buffered
             fits = not closed and buffered + offered <= self.max_buffered_rows
             if fits:
+                if journal is not None:
+                    ticket = journal.append(lines)  # first: a failing journal takes no row
                 before = self._pending_rows
                 self._pending[kind].extend(records)
                 self._pending_rows += offered
@@ -283,6 +283,7 @@ class InferenceLog:
             )
         if before < self.flush_rows <= before + offered:
             self._wake.set()
+        return ticket
 
     # Writing -----------------------------------------------------------------------------------------------
     @classmethod
@@ -295,6 +296,7 @@ class InferenceLog:
             flush_rows=settings.flush_rows,
             flush_seconds=settings.flush_seconds,
             max_buffered_rows=settings.max_buffered_rows,
+            journal_dir=journal_folder(config) if settings.journal else None,
         )
 
     def start(self) -> None:
@@ -306,6 +308,9 @@ class InferenceLog:
                 )
             if self._thread is not None:
                 return
+            if self.journal_dir is not None and self._journal is None:
+                self._journal = Journal(self.journal_dir)
+                self._adopt_locked(recover(self.journal_dir, exclude=self._journal.owner))
             self._thread = threading.Thread(
                 target=self._run, name=f"inference-log-{self.pipeline}", daemon=True
             )
@@ -339,7 +344,24 @@ class InferenceLog:
         thread.join(max(timeout, 0))
         with self._lock:
             left = self._buffered
-        if left:
+            journal, self._journal = self._journal, None
+            orphans, self._orphans = list(self._orphans.values()), {}
+        if journal is not None:
+            journal.close(keep=bool(left))
+            for orphan in orphans:
+                orphan.release()
+        if left and journal is not None:
+            log.error(
+                "Inference log of '%s': %d rows could not be written to %s within %ss (last error: %s); they "
+                "stay in the journal %s and are written at the server's next start",
+                self.pipeline,
+                left,
+                self.uri,
+                timeout,
+                self._last_error or "none recorded, a write was still hanging",
+                journal.root,
+            )
+        elif left:
             self._dump_to_fallback(timeout)
         else:
             log.info(
@@ -366,6 +388,7 @@ class InferenceLog:
                 "rejected_rows": self._rejected_rows,
                 "dumped_rows": self._dumped_rows,
                 "fallback_dir": self.fallback_dir,
+                "journal": self._journal.stats() if self._journal is not None else None,
             }
 
     def __enter__(self) -> InferenceLog:
@@ -411,11 +434,38 @@ class InferenceLog:
             if time.monotonic() >= self._deadline:
                 return
 
+    def _adopt_locked(self, orphans: list[Orphan]) -> None:
+        """Queue the rows of dead processes' journals for writing, each segment under its own part names."""
+        now = time.monotonic()
+        for orphan in orphans:
+            self._orphans[orphan.owner] = orphan
+            for number, kinds in orphan.segments.items():
+                chunks = [Chunk(k, r, now, segment=(orphan.owner, number)) for k, r in kinds.items() if r]
+                self._segment_chunks[(orphan.owner, number)] = len(chunks)
+                self._sealed.extend(chunks)
+                self._buffered += sum(chunk.rows for chunk in chunks)
+                for kind, records in kinds.items():
+                    if kind == PREDICTIONS:
+                        self.replayed_predictions.extend((r[1], r[2]) for r in records)
+                    else:
+                        self.replayed_feedback.extend(r[1] for r in records)
+            orphan.segments = {n: {} for n in orphan.segments}  # the chunks hold the rows now
+
     def _seal_locked(self) -> None:
-        for kind, records in self._pending.items():
-            if records:
-                self._sealed.append(_Chunk(kind, records, self._pending_since or time.monotonic()))
-                self._pending[kind] = []
+        if not self._pending_rows:
+            return
+        segment = None
+        if self._journal is not None:
+            segment = (self._journal.owner, self._journal.rotate())
+        chunks = [
+            Chunk(kind, records, self._pending_since or time.monotonic(), segment=segment)
+            for kind, records in self._pending.items()
+            if records
+        ]
+        self._sealed.extend(chunks)
+        if segment is not None:
+            self._segment_chunks[segment] = len(chunks)
+        self._pending = {PREDICTIONS: [], FEEDBACK: []}
         self._pending_rows = 0
         self._pending_since = None
 
@@ -444,13 +494,14 @@ class InferenceLog:
             self._record_success()
             return True
 
-    def _parts_of(self, chunk: _Chunk) -> list[_Part]:
+    def _parts_of(self, chunk: Chunk) -> list[Part]:
         if chunk.parts is None:
-            chunk.parts = _serialize(self.pipeline, chunk.kind, chunk.records or [])
+            name = part_name(*chunk.segment) if chunk.segment is not None else None
+            chunk.parts = serialize_parts(self.pipeline, chunk.kind, chunk.records or [], name)
             chunk.records = None  # the bytes are much smaller than the rows
         return chunk.parts
 
-    def _mark_written(self, chunk: _Chunk, part: _Part, target: str) -> None:
+    def _mark_written(self, chunk: Chunk, part: Part, target: str) -> None:
         with self._lock:
             part.written = True
             kept = chunk in self._sealed
@@ -461,6 +512,7 @@ class InferenceLog:
                 self._written_files += 1
                 if chunk.remaining == 0:
                     self._sealed.remove(chunk)
+                    self._segment_done_locked(chunk)
         if not kept:
             log.warning(
                 "Inference log of '%s': %d rows were written to %s after close() had saved them to the "
@@ -470,6 +522,23 @@ class InferenceLog:
                 target,
                 self.fallback_dir,
             )
+
+    def _segment_done_locked(self, chunk: Chunk) -> None:
+        """Once every chunk of a journal segment is written, the segment goes (ours, or an adopted one)."""
+        if chunk.segment is None:
+            return
+        left = self._segment_chunks[chunk.segment] - 1
+        if left:
+            self._segment_chunks[chunk.segment] = left
+            return
+        del self._segment_chunks[chunk.segment]
+        owner, number = chunk.segment
+        if self._journal is not None and owner == self._journal.owner:
+            self._journal.discard(number)
+        elif owner in self._orphans:
+            self._orphans[owner].done(number)
+            if self._orphans[owner].lock_fd < 0:
+                del self._orphans[owner]
 
     def _record_failure(self, target: str, exc: Exception) -> None:
         with self._lock:
@@ -511,22 +580,8 @@ class InferenceLog:
             left, self._buffered = self._buffered, 0
             self._dumped_rows += left
             last_error = self._last_error
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        folder = Path(tempfile.gettempdir()) / "mlops-inference-fallback" / f"{self.pipeline}-{stamp}"
+        folder, lost = save_to_fallback(self.pipeline, chunks)
         self.fallback_dir = str(folder)
-        lost = 0
-        for index, chunk in enumerate(chunks):
-            # Records before parts: _parts_of sets the parts first and only then drops the records.
-            records, parts = chunk.records, chunk.parts
-            try:
-                if parts is None:
-                    parts = _serialize(self.pipeline, chunk.kind, records or [])
-                for part in parts:
-                    if not part.written:
-                        storage.write_bytes(str(folder / part.relpath), part.data)
-            except Exception as exc:
-                jsonl = folder / f"{chunk.kind}-{index}.jsonl"
-                lost += _dump_as_json_lines(jsonl, records, chunk.remaining, exc)
         log.error(
             "Inference log of '%s': %d rows could not be written to %s within %ss (last error: %s); saved %d of "
             "them to the fallback %s (same layout: copy its contents into %s to restore them)%s",
@@ -542,50 +597,6 @@ class InferenceLog:
         )
 
 
-def _dump_as_json_lines(path: Path, records: list[tuple[Any, ...]] | None, rows: int, exc: Exception) -> int:
-    """Last resort when a chunk cannot become Parquet: JSON lines. Returns the number of rows lost."""
-    log.error("Inference log: cannot save %d rows as Parquet (%s); trying JSON lines at %s", rows, exc, path)
-    if records is None:
-        return rows
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(list(record), default=str) + "\n" for record in records))
-    except Exception:
-        log.exception("Inference log: %d rows are LOST: they could not be saved to %s either", rows, path)
-        return rows
-    return 0
-
-
 def _close_at_exit(ref: weakref.ReferenceType[InferenceLog]) -> None:
     if (inference_log := ref()) is not None:
         inference_log.close()
-
-
-# Serialization ---------------------------------------------------------------------------------------------
-def _serialize(pipeline: str, kind: str, records: list[tuple[Any, ...]]) -> list[_Part]:
-    """One Parquet file per UTC date of the rows, each named once and for all."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    by_date: dict[date, list[tuple[Any, ...]]] = {}
-    for record in records:
-        when = record[0]
-        day = when.date() if when.tzinfo is None else when.astimezone(UTC).date()
-        by_date.setdefault(day, []).append(record)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    parts = []
-    for day in sorted(by_date):
-        rows = by_date[day]
-        table = predictions_table(rows) if kind == PREDICTIONS else feedback_table(rows)
-        table = with_extra_columns(table, rows)
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink)
-        name = f"part-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
-        parts.append(
-            _Part(
-                f"{kind}/pipeline={pipeline}/date={day.isoformat()}/{name}",
-                len(rows),
-                sink.getvalue().to_pybytes(),
-            )
-        )
-    return parts

@@ -88,6 +88,10 @@ class ModelServer:
         self._started = True
         if self.inference_log is not None and hasattr(self.inference_log, "start"):
             self.inference_log.start()
+            self.answered.restore(
+                getattr(self.inference_log, "replayed_predictions", ()),
+                getattr(self.inference_log, "replayed_feedback", ()),
+            )
         if self.start_polling:
             self.holder.start_polling()
 
@@ -149,9 +153,11 @@ class ModelServer:
             )
         return f"no champion yet: alias '{CHAMPION}' of registered model '{self.config.name}' does not exist"
 
-    def out_of_range(self, parsed: ParsedInput) -> list[int]:
-        """The rows outside the config's bounds to flag; raises the 422 when ``serving.out_of_range`` is reject."""
-        rows, problem = self.ranges.check(parsed)
+    def out_of_range(self, parsed: ParsedInput, model: LoadedModel | None = None) -> list[int]:
+        """The rows outside the input ranges (the serving version's: its reference's and the config's bounds;
+        else the config's alone) to flag; raises the 422 when ``serving.out_of_range`` is reject."""
+        ranges = model.ranges if model is not None and model.ranges is not None else self.ranges
+        rows, problem = ranges.check(parsed)
         if problem is not None and self.config.serving.out_of_range == "reject":
             self.metrics.observe_out_of_range("reject", len(rows))
             raise problem
@@ -167,14 +173,14 @@ class ModelServer:
         *,
         correlation_id: str | None = None,
         flagged: Sequence[int] = (),
-    ) -> None:
+    ) -> int | None:
         """Log each row under its own address (:func:`mlops.serving.feedback.row_ids`), with the client's
-        correlation id and whether it was out of range."""
+        correlation id and whether it was out of range; returns the journal ticket (:meth:`durable`)."""
         if self.inference_log is None:
-            return
+            return None
         now = datetime.now(UTC)
         marked = set(flagged)
-        self.inference_log.log_predictions(
+        return self.inference_log.log_predictions(
             [
                 {
                     "time": now,
@@ -193,6 +199,13 @@ class ModelServer:
                 )
             ]
         )
+
+    async def durable(self, ticket: int | None) -> None:
+        """Wait until the rows of ``ticket`` are in the inference log's journal on disk (see
+        :mod:`mlops.serving.journal`); raises ``JournalError`` when they cannot be."""
+        wait = getattr(self.inference_log, "wait_durable", None)
+        if ticket is not None and wait is not None:
+            await wait(ticket)
 
     def shadow(self, parsed: ParsedInput, request_id: str, correlation_id: str | None = None) -> None:
         """Score a copy with the canary in the background; its result is logged (route shadow), never returned."""

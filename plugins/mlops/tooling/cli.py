@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlops.config import settings
-from mlops.tooling import data_commands
+from mlops.tooling import data_commands, stack_commands
 
 if TYPE_CHECKING:
     from mlops.config import PipelineConfig
@@ -137,6 +137,9 @@ def _env(args: argparse.Namespace) -> int:
 def _ui(args: argparse.Namespace) -> int:
     home = _home(args)
     bin_dir = Path(sys.executable).parent
+    # Files of `mlops ui` are its user's only (Airflow writes the admin password in plain text with a bare
+    # open()): set before anything is written, inherited by Airflow's and MLflow's processes.
+    os.umask(0o077)
     env = {**os.environ, **_apply_env(home), "AIRFLOW__API__PORT": str(args.airflow_port)}
     # airflow standalone starts its components as `airflow ...` subprocesses: they must find ours.
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
@@ -145,6 +148,8 @@ def _ui(args: argparse.Namespace) -> int:
         "--host", "127.0.0.1", "--port", str(args.mlflow_port),
     ]  # fmt: skip
     passwords = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+    if passwords.exists():
+        passwords.chmod(0o600)  # from a run before the mask: Airflow rewrites it in place, keeping its mode
     print(f"MLflow UI   http://127.0.0.1:{args.mlflow_port}   (store {env['MLFLOW_TRACKING_URI']})")
     print(f"Airflow UI  http://127.0.0.1:{args.airflow_port}   user 'admin', password in {passwords}")
     print("Ctrl-C stops both.")
@@ -300,58 +305,6 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stack_home(args: argparse.Namespace) -> Path:
-    return Path(args.home).expanduser().resolve() if args.home else settings.mlops_home() / "stack"
-
-
-def _stack(args: argparse.Namespace) -> int:
-    from mlops.errors import StackError
-    from mlops.tooling import stack
-    from mlops.tooling.stack_native import NativeStack, drop_databases, env_file_text
-
-    if args.action == "compose":
-        print(stack.render_compose(), end="")
-        return 0
-    if args.action == "env-file":
-        print(env_file_text(), end="")
-        return 0
-    if args.action == "auth-file":
-        print(f"wrote {stack.write_auth_file()}")
-        return 0
-    home = _stack_home(args)
-    try:
-        if args.action == "up":
-            native = NativeStack.prepare(home, args.env_file)
-            native.up(workers=args.workers, progress=print)
-            s = native.settings
-            login = f"user {s.airflow_admin_user!r}, password in {home / 'stack.env'}"
-            print(f"Airflow  http://127.0.0.1:{s.airflow_port}  {login}")
-            print(f"MLflow   http://127.0.0.1:{s.mlflow_port}  model server http://127.0.0.1:{s.model_port}")
-            print(f"Logs and pids in {home}; `mlops stack down --home {home}` stops it.")
-            return 0
-        native = NativeStack.load(home)
-        if args.action == "down":
-            native.down(progress=print)
-            if args.purge:
-                drop_databases(native.settings)
-                print(f"dropped databases {native.settings.airflow_db}, {native.settings.mlflow_db}")
-            return 0
-        if args.action == "env":
-            for key, value in native.client_env().items():
-                print(f"export {key}={shlex.quote(value)}")
-            return 0
-        statuses = native.status()
-        if args.json:
-            print(json.dumps([s.__dict__ for s in statuses], indent=2))
-        else:
-            for st in statuses:
-                print(f"{st.name:<22} {st.state:<10} {st.pid or '-':>7}  {st.detail}")
-        return 0 if all(st.state in ("healthy", "external") for st in statuses) else 1
-    except StackError as exc:
-        print(f"stack {args.action} failed: {exc}")
-        return 1
-
-
 def _reproduce(args: argparse.Namespace) -> int:
     from mlops.errors import MlopsError
     from mlops.services.reproduce import DIFFERENT, reproduce
@@ -495,31 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, help="the model servers' port (default: a free one)")
     sim.set_defaults(func=_simulate)
 
-    stack_cmd = commands.add_parser(
-        "stack", help="the production stack: natively on 127.0.0.1 (up/down/status) or docker-compose.yaml"
-    ).add_subparsers(dest="action", required=True)
-    for action, text in (
-        ("up", "start Postgres databases, Redis, S3, SMTP, MLflow, Airflow (Celery) and the model server"),
-        ("down", "stop every process `up` started"),
-        ("status", "each service's health"),
-        ("env", "shell exports for clients of the native stack (MLflow, S3, mlops)"),
-    ):
-        sub = stack_cmd.add_parser(action, help=text)
-        sub.add_argument("--home", help="state folder (default: $MLOPS_HOME/stack)")
-        sub.set_defaults(func=_stack)
-        if action == "up":
-            sub.add_argument("--env-file", default=".env", help="settings and secrets (default: .env)")
-            sub.add_argument("--workers", type=int, default=1, help="Celery workers (default 1)")
-        if action == "down":
-            sub.add_argument("--purge", action="store_true", help="also drop the two databases")
-        if action == "status":
-            sub.add_argument("--json", action="store_true")
-    for action, text in (
-        ("compose", "print docker-compose.yaml, generated from mlops.tooling.stack"),
-        ("env-file", "print an .env with fresh random secrets"),
-        ("auth-file", "write the Airflow user's password file from the environment (compose uses it)"),
-    ):
-        stack_cmd.add_parser(action, help=text).set_defaults(func=_stack)
+    stack_commands.add_stack_parser(commands)
 
     data = commands.add_parser("data", help="sample data").add_subparsers(dest="action", required=True)
     generate = data.add_parser(

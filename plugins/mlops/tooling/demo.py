@@ -37,7 +37,7 @@ STATE_DIRS = ("airflow", "mlartifacts", "store", "landing", "mlflow.db", "demo.l
 class Step:
     title: str
     conf: dict[str, Any]
-    expect: str  # "promoted" | "validation_failed" | "rejected"
+    expect: str  # "promoted" | "validation_failed" | "rejected" | "unchanged"
     outcome: str = ""
     detail: str = ""
     seconds: float = 0.0
@@ -109,6 +109,11 @@ def _story(config: PipelineConfig, batches: dict[str, str]) -> PipelineStory:
             ),
             Step("new batch", {"data_uri": batches["second"], "reason": "demo: new batch"}, "promoted"),
             Step(
+                "same batch again",
+                {"data_uri": batches["second"], "reason": "demo: same batch again"},
+                "unchanged",
+            ),
+            Step(
                 "deliberately worse model",
                 {
                     "data_uri": batches["second"],
@@ -129,6 +134,8 @@ def _outcome(dag_run: Any) -> tuple[str, str]:
         return "promoted", "gate passed, promoted"
     if states.get("gate_rejected") == "success":
         return "rejected", "gate rejected, champion kept"
+    if states.get("train") == "skipped" and dag_run.state == "success":
+        return "unchanged", "same data, config and code as an existing version: nothing trained"
     failed = [task for task, state in states.items() if state == "failed"]
     return "failed", f"run {dag_run.state}; failed tasks: {', '.join(failed) or 'none'}"
 
@@ -195,7 +202,7 @@ def run_demo(home: Path, pipelines: list[str] | None = None, keep: bool = False)
         dag = bag.get_dag(config.training_dag_id)
         story = _story(config, batches)
         for number, step in enumerate(story.steps, 1):
-            say(f"   {number}/4 {step.title}: triggering {dag.dag_id} ...")
+            say(f"   {number}/{len(story.steps)} {step.title}: triggering {dag.dag_id} ...")
             began = time.monotonic()
             with _quiet(log_path):
                 # dag.test() keeps a run's conf in the DAG's params: spell out every param each time.

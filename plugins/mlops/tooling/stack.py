@@ -205,8 +205,8 @@ def services(settings: StackSettings) -> list[Service]:
     return [
         Service("postgres", "metadata databases of Airflow and MLflow", s.postgres_port),
         Service("redis", "Celery broker", s.redis_port),
-        Service("minio", "S3 API: data store and MLflow artifacts (moto natively)", s.s3_port, True),
-        Service("mailpit", "SMTP catcher for alerts, with a web UI in compose", s.smtp_port),
+        Service("minio", "S3 API: data store, MLflow artifacts (natively `s3 (moto)`)", s.s3_port, True),
+        Service("mailpit", "SMTP catcher for alerts with a web UI (natively `smtp (aiosmtpd)`)", s.smtp_port),
         Service("mlflow", "MLflow tracking server and registry", s.mlflow_port, True),
         Service(
             "airflow-apiserver", "Airflow UI, REST API and task execution API", s.airflow_port, True, True
@@ -599,12 +599,17 @@ def compose_file(settings: StackSettings | None = None) -> dict[str, Any]:
             "model-server", model_server_command(s, t), s.model_port, {"mlflow": healthy, "minio-init": done}
         ),
     }
+    # The inference log's crash-safe journal outlives the container (a restart replays it).
+    services_["model-server"]["volumes"] = ["model-server-journal:/opt/airflow/mlops/journal"]
     # The worker's environment: the same as every Airflow component's, plus a graceful warm shutdown.
     services_["airflow-worker"]["environment"]["DUMB_INIT_SETSID"] = "0"
     return {
         "name": "mlops",
         "services": services_,
-        "volumes": {name: {} for name in ("postgres-data", "redis-data", "minio-data", "airflow-logs")},
+        "volumes": {
+            name: {}
+            for name in ("postgres-data", "redis-data", "minio-data", "airflow-logs", "model-server-journal")
+        },
         "configs": {"create-databases": {"content": f"CREATE DATABASE {s.mlflow_db};\n"}},
     }
 
@@ -640,3 +645,16 @@ def write_auth_file(environ: Mapping[str, str] | None = None) -> Path:
     path.write_text(json.dumps({user: password}))
     path.chmod(0o600)
     return path
+
+
+def s3_client(settings: StackSettings, endpoint: str) -> Any:
+    """A boto3 S3 client of the stack's S3 API at ``endpoint``, with the stack's keys."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=settings.aws_access_key_id,
+        aws_secret_access_key=settings.aws_secret_access_key,
+        region_name=settings.region,
+    )

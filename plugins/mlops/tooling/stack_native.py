@@ -37,8 +37,8 @@ from mlops.tooling.stack import (
     model_server_command,
     postgres_uri,
     read_env_file,
+    s3_client,
     service_env,
-    services,
 )
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,35 @@ class ServiceStatus:
     state: str  # "healthy", "unhealthy", "stopped", "external" (answers, not started by us)
     detail: str = ""
     pid: int | None = None
+    program: str = ""  # what runs natively where compose runs something else (S3: moto, SMTP: aiosmtpd)
+
+    @property
+    def label(self) -> str:
+        """The name ``mlops stack status`` shows: ``s3 (moto)``, ``postgres``."""
+        return f"{self.name} ({self.program})" if self.program else self.name
+
+
+# Natively these run in place of compose's MinIO and Mailpit: the status names what really runs.
+NATIVE_PROGRAMS = {"s3": "moto", "smtp": "aiosmtpd"}
+
+
+def is_stack_home(folder: Path) -> bool:
+    """Whether ``folder`` holds a native stack's state (``up`` wrote its ``stack.env`` there)."""
+    return (folder / SETTINGS_FILE).is_file()
+
+
+def locate_home(explicit: str | Path | None, mlops_home: Path) -> Path:
+    """The native stack's home: ``explicit`` (``--home``) when given, else ``mlops_home`` itself when it is a
+    stack home, else ``<mlops_home>/stack``.
+
+    ``mlops stack env`` exports ``MLOPS_HOME=<stack home>`` (what the stack's processes run with), so after
+    ``eval "$(mlops stack env)"`` the variable names the stack home itself, not the folder above it: the stack's
+    own state file (``stack.env``) tells the two apart.
+    """
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    home = mlops_home.expanduser().resolve()
+    return home if is_stack_home(home) else home / "stack"
 
 
 class NativeStack:
@@ -170,18 +199,18 @@ class NativeStack:
         log.info("started %s (pid %d): %s", name, process.pid, " ".join(argv[:3]))
         return process.pid
 
-    def stop(self, name: str, timeout: float = 30.0) -> bool:
-        """SIGTERM the process group we started under ``name``, SIGKILL after ``timeout``. True if it ran."""
+    def stop(self, name: str, timeout: float = 30.0) -> int | None:
+        """SIGTERM the process group we started under ``name``, SIGKILL after ``timeout``; its pid if it ran."""
         pid = self.pid(name)
         self._pidfile(name).unlink(missing_ok=True)
         if pid is None:
-            return False
+            return None
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
         wait_until(lambda: not _group_alive(pid), timeout, interval=0.2)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        return True
+        return pid
 
     def tail(self, name: str, chars: int = 3000) -> str:
         path = self.log_dir / f"{name}.log"
@@ -243,9 +272,27 @@ class NativeStack:
     def _s3(self) -> None:
         s = self.settings
         if not _tcp(s.s3_port):
-            self.spawn("minio", [str(self.bin_dir / "moto_server"), "-H", HOST, "-p", str(s.s3_port)])
-            self._wait("minio", lambda: _http(f"http://{HOST}:{s.s3_port}/moto-api/") is not None, 60)
+            # moto's S3 with its objects kept in <home>/s3 (mlops.tooling.stack_s3): they outlive `down`.
+            argv = [sys.executable, "-m", "mlops.tooling.stack_s3", "--host", HOST, "--port", str(s.s3_port),
+                    "--data", str(self.home / "s3")]  # fmt: skip
+            self.spawn("s3", argv)
+            self._wait("s3", lambda: _http(f"http://{HOST}:{s.s3_port}/moto-api/") is not None, 120)
         create_buckets(s, f"http://{HOST}:{s.s3_port}")
+
+    def _check_registry(self) -> None:
+        """Refuse to go on when the registry names versions whose artifacts the S3 API no longer has."""
+        from mlops.tooling.stack_s3 import missing_artifacts
+
+        s = self.settings
+        if missing := missing_artifacts(s, f"http://{HOST}:{s.s3_port}"):
+            raise StackError(
+                f"the registry (database {s.mlflow_db}) names model versions whose artifacts are gone from the "
+                f"S3 API on {HOST}:{s.s3_port}, so the model server could not load them:\n  "
+                + "\n  ".join(missing)
+                + f"\nThe stack keeps its objects in {self.home / 's3'}; a stack started before it did lost them "
+                "when it stopped. Put the objects back, or start afresh: `mlops stack down --purge` (drops the "
+                "Airflow and MLflow databases), `mlops stack up`, then train again."
+            )
 
     def _smtp(self) -> None:
         s = self.settings
@@ -256,8 +303,8 @@ class NativeStack:
             (maildir / sub).mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"{HOST}:{s.smtp_port}",
                 "-c", "aiosmtpd.handlers.Mailbox", str(maildir)]  # fmt: skip
-        self.spawn("mailpit", argv)
-        self._wait("mailpit", lambda: _tcp(s.smtp_port), 30)
+        self.spawn("smtp", argv)
+        self._wait("smtp", lambda: _tcp(s.smtp_port), 30)
 
     def _mlflow(self) -> None:
         s = self.settings
@@ -322,7 +369,8 @@ class NativeStack:
             ("postgres", self._postgres),
             ("redis", self._redis),
             ("s3 (moto)", self._s3),
-            ("smtp", self._smtp),
+            ("registry", self._check_registry),
+            ("smtp (aiosmtpd)", self._smtp),
             ("mlflow", self._mlflow),
             ("airflow", lambda: self._airflow(workers)),
             ("model server", self._model_server),
@@ -330,7 +378,7 @@ class NativeStack:
         for label, step in steps:
             started = time.monotonic()
             step()
-            progress(f"{label:<13} ok ({time.monotonic() - started:.1f} s)")
+            progress(f"{label:<16} ok ({time.monotonic() - started:.1f} s)")
 
     def started(self) -> list[str]:
         """Names of the processes we started and recorded, in start order (pid files' times)."""
@@ -340,12 +388,13 @@ class NativeStack:
         return [p.stem for p in files]
 
     def down(self, progress: Callable[[str], None] = log.info) -> list[str]:
-        """Stop every process ``up`` started, newest first. Stopping a stopped stack does nothing."""
+        """Stop every process ``up`` started, newest first; the names of those that ran (each is reported with
+        its pid through ``progress``). Stopping a stopped stack does nothing."""
         stopped = []
         for name in reversed(self.started()):
-            if self.stop(name):
+            if pid := self.stop(name):
                 stopped.append(name)
-                progress(f"stopped {name}")
+                progress(f"stopped {name} (pid {pid})")
         return stopped
 
     def status(self) -> list[ServiceStatus]:
@@ -361,16 +410,16 @@ class NativeStack:
             state = "healthy" if ok else ("unhealthy" if pid else "stopped")
             if ok and pid is None and name not in self.started():
                 state = "external"
-            result.append(ServiceStatus(name, state, detail, pid))
+            result.append(ServiceStatus(name, state, detail, pid, NATIVE_PROGRAMS.get(name, "")))
 
         add("postgres", _tcp(s.postgres_port), f"{HOST}:{s.postgres_port} dbs {s.airflow_db}, {s.mlflow_db}")
         add("redis", _tcp(s.redis_port), f"{HOST}:{s.redis_port}/{s.redis_db}")
         add(
-            "minio",
+            "s3",
             _tcp(s.s3_port),
-            f"S3 http://{HOST}:{s.s3_port} buckets {s.data_bucket}, {s.artifact_bucket}",
+            f"http://{HOST}:{s.s3_port} buckets {s.data_bucket}, {s.artifact_bucket}; objects in {self.home / 's3'}",
         )
-        add("mailpit", _tcp(s.smtp_port), f"SMTP {HOST}:{s.smtp_port}, messages in {self.home / 'mail'}")
+        add("smtp", _tcp(s.smtp_port), f"{HOST}:{s.smtp_port}, messages in {self.home / 'mail'}")
         add("mlflow", _http(f"http://{HOST}:{s.mlflow_port}/health") == 200, f"http://{HOST}:{s.mlflow_port}")
         add("airflow-apiserver", bool(health), f"http://{HOST}:{s.airflow_port}")
         for name, key in (("airflow-scheduler", "scheduler"), ("airflow-dag-processor", "dag_processor"),
@@ -421,15 +470,7 @@ def drop_databases(settings: StackSettings) -> None:
 
 
 def create_buckets(settings: StackSettings, endpoint: str) -> None:
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=settings.aws_access_key_id,
-        aws_secret_access_key=settings.aws_secret_access_key,
-        region_name=settings.region,
-    )
+    client = s3_client(settings, endpoint)
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     for bucket in (settings.data_bucket, settings.artifact_bucket):
         if bucket not in existing:
@@ -477,8 +518,3 @@ def _group_alive(pgid: int) -> bool:
             if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == pgid:
                 return True
     return False
-
-
-def published(settings: StackSettings) -> list[str]:
-    """One line per service: where it answers natively."""
-    return [f"{svc.name:<22} {HOST}:{svc.port}" for svc in services(settings) if svc.port]

@@ -52,13 +52,17 @@ def _with_links(data: dict[str, Any], request: Request) -> dict[str, Any]:
     build = _links(request)
     for pipeline in data["pipelines"]:
         if gate := pipeline.get("gate"):
-            gate["report_url"] = build("gate", pipeline["name"], str(gate["version"]))
+            gate["report_url"] = (
+                build("gate", pipeline["name"], str(gate["version"])) if gate["report_available"] else None
+            )
         if monitoring := pipeline.get("monitoring"):
             run_id = monitoring["run_id"]
             monitoring["report_url"] = (
                 build("monitoring", pipeline["name"], run_id) if monitoring["report_available"] else None
             )
-            monitoring["summary_url"] = build("summary", pipeline["name"], run_id)
+            monitoring["summary_url"] = (
+                build("summary", pipeline["name"], run_id) if monitoring["summary_available"] else None
+            )
     return data
 
 

@@ -12,6 +12,7 @@ read-only: a pipeline without a registered model or a monitoring experiment is s
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -58,6 +59,24 @@ class VersionSummary:
 
 
 @dataclass
+class MetricPoint:
+    """The gate's primary metric of one version (its ``gate.challenger.<metric>`` tag)."""
+
+    version: int
+    value: float
+    champion: bool = False
+
+
+@dataclass
+class MetricHistory:
+    """The pipeline's primary metric across its gated versions, oldest first (the card's chart)."""
+
+    metric: str
+    points: list[MetricPoint]
+    ungated: int = 0
+
+
+@dataclass
 class GateSummary:
     """The last gate verdict of a pipeline (on whichever version was gated last)."""
 
@@ -71,6 +90,7 @@ class GateSummary:
     champion_version: int | None
     run_id: str
     mlflow_url: str
+    report_available: bool = False
 
 
 @dataclass
@@ -87,6 +107,7 @@ class MonitoringSummary:
     mlflow_url: str
     report_available: bool
     report_error: str | None = None
+    summary_available: bool = False
 
 
 @dataclass
@@ -95,11 +116,15 @@ class PipelineOverview:
     task: str
     training_dag_id: str
     monitoring_dag_id: str
-    registered_model_url: str
+    #: None when MLflow has no such registered model (its page would be MLflow's "Page Not Found").
+    registered_model_url: str | None = None
     champion: VersionSummary | None = None
+    #: The newest version above the champion that never served: the candidate waiting for (or refused by) the
+    #: gate or the deployment. None: "none pending".
     challenger: VersionSummary | None = None
     gate: GateSummary | None = None
     monitoring: MonitoringSummary | None = None
+    history: MetricHistory | None = None
     versions: int = 0
     error: str | None = None
 
@@ -129,31 +154,44 @@ def _int_or_none(text: str | None) -> int | None:
     return int(text) if text and text.isdigit() else None
 
 
+#: MLflow 3's UI opens in its GenAI mode unless told otherwise (a switch it remembers per browser); this query
+#: parameter opens our links in its machine-learning mode: runs table, charts, the model registry in the nav.
+ML_VIEW = "workflowType=machine_learning"
+
+#: Statuses of versions that served once (or were refused for good): never the pending candidate.
+_NOT_PENDING = {"champion", "retired", "rolled_back"}
+
+
+def registered_model_url(name: str) -> str:
+    return f"{settings.mlflow_ui_url()}/#/models/{quote(name)}?{ML_VIEW}"
+
+
 def model_version_url(name: str, version: int) -> str:
-    return f"{settings.mlflow_ui_url()}/#/models/{quote(name)}/versions/{version}"
+    return f"{settings.mlflow_ui_url()}/#/models/{quote(name)}/versions/{version}?{ML_VIEW}"
 
 
 def run_url(experiment_id: str, run_id: str) -> str:
-    return f"{settings.mlflow_ui_url()}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{settings.mlflow_ui_url()}/#/experiments/{experiment_id}/runs/{run_id}?{ML_VIEW}"
+
+
+def _status(tags: dict[str, str], names: list[str]) -> str:
+    if "champion" in names:
+        return "champion"
+    if tags.get("deploy.status"):
+        return tags["deploy.status"]
+    if tags.get("gate.verdict") == "rejected":
+        return "rejected"
+    return "challenger" if "challenger" in names else "registered"
 
 
 def _version_summary(model_version: Any, aliases: dict[int, list[str]]) -> VersionSummary:
     number = int(model_version.version)
     tags = model_version.tags or {}
-    names = aliases.get(number, [])
-    if "champion" in names:
-        status = "champion"
-    elif tags.get("deploy.status"):
-        status = tags["deploy.status"]
-    elif tags.get("gate.verdict") == "rejected":
-        status = "rejected"
-    else:
-        status = "challenger" if "challenger" in names else "registered"
     created = datetime.fromtimestamp(model_version.creation_timestamp / 1000, UTC)
     return VersionSummary(
         version=number,
         semver=tags.get(SEMVER_TAG),
-        status=status,
+        status=_status(tags, aliases.get(number, [])),
         created_at=created.isoformat(timespec="seconds"),
         run_id=model_version.run_id,
         gate_verdict=tags.get("gate.verdict"),
@@ -161,7 +199,49 @@ def _version_summary(model_version: Any, aliases: dict[int, list[str]]) -> Versi
     )
 
 
-def _last_gate(versions: list[Any]) -> GateSummary | None:
+def pending_candidate(versions: list[Any], aliases: dict[int, list[str]], champion: int | None) -> Any | None:
+    """The newest version above the champion that never served, or None ("none pending").
+
+    The ``challenger`` alias cannot say it: registration points it at each new version and promotion leaves it
+    there, so after a promotion it names the champion. A candidate refused by the gate or the deployment is
+    still shown (with its verdict) until a newer one is registered; a version that served once is not.
+    """
+    candidates = [
+        v
+        for v in versions
+        if (champion is None or int(v.version) > champion)
+        and _status(v.tags or {}, aliases.get(int(v.version), [])) not in _NOT_PENDING
+    ]
+    return max(candidates, key=lambda v: int(v.version), default=None)
+
+
+def metric_history(versions: list[Any], metric: str, champion: int | None) -> MetricHistory:
+    """The primary metric the gate recorded for each version, oldest first; versions never gated are counted.
+
+    The values are the versions' own tags (``gate.challenger.<metric>``, each on the holdout of its training
+    run), so the chart costs no call beyond the one search of the versions.
+    """
+    points, ungated = [], 0
+    for model_version in sorted(versions, key=lambda v: int(v.version)):
+        text = (model_version.tags or {}).get(f"gate.challenger.{metric}")
+        try:
+            value = float(text) if text is not None else None
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value):
+            ungated += 1
+            continue
+        number = int(model_version.version)
+        points.append(MetricPoint(version=number, value=value, champion=number == champion))
+    return MetricHistory(metric=metric, points=points, ungated=ungated)
+
+
+def _has_artifact(client: Any, run_id: str, path: str) -> bool:
+    folder, _, name = path.rpartition("/")
+    return name in {Path(a.path).name for a in client.list_artifacts(run_id, folder or None)}
+
+
+def _last_gate(client: Any, versions: list[Any]) -> GateSummary | None:
     gated = [v for v in versions if (v.tags or {}).get("gate.verdict")]
     if not gated:
         return None
@@ -179,6 +259,7 @@ def _last_gate(versions: list[Any]) -> GateSummary | None:
         champion_version=_int_or_none(tags.get("gate.champion_version")),
         run_id=last.run_id,
         mlflow_url=model_version_url(last.name, int(last.version)),
+        report_available=bool(last.run_id) and _has_artifact(client, last.run_id, GATE_REPORT),
     )
 
 
@@ -205,14 +286,28 @@ def _last_monitoring(client: Any, pipeline: str) -> MonitoringSummary | None:
             mlflow_url=run_url(experiment.experiment_id, run.info.run_id),
             report_available="report.html" in artifacts,
             report_error=tags.get("mlops.monitoring.report_error"),
+            summary_available="summary.json" in artifacts,
         )
     return None
 
 
-def pipeline_overview(config: Any, client: Any | None = None) -> PipelineOverview:
-    """Champion, challenger, last gate verdict and last monitoring decision of one pipeline.
+def _registered_model(client: Any, name: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
 
-    An MLflow failure is reported in ``error`` rather than raised, so that one pipeline cannot break the page.
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            return None
+        raise
+
+
+def pipeline_overview(config: Any, client: Any | None = None) -> PipelineOverview:
+    """Champion, pending challenger, metric history, last gate verdict and last monitoring of one pipeline.
+
+    MLflow calls: one search of the versions, the registered model (aliases), one artifact listing of the last
+    gated run, and the monitoring experiment's newest runs. An MLflow failure is reported in ``error`` rather
+    than raised, so that one pipeline cannot break the page.
     """
     from mlflow.exceptions import MlflowException
 
@@ -224,21 +319,26 @@ def pipeline_overview(config: Any, client: Any | None = None) -> PipelineOvervie
         task=config.task,
         training_dag_id=config.training_dag_id,
         monitoring_dag_id=config.monitoring_dag_id,
-        registered_model_url=f"{settings.mlflow_ui_url()}/#/models/{quote(config.name)}",
     )
     try:
-        versions = client.search_model_versions(f"name='{config.name}'")
-        overview.versions = len(versions)
-        if versions:
+        model = _registered_model(client, config.name)
+        if model is not None:
+            overview.registered_model_url = registered_model_url(config.name)
+            versions = client.search_model_versions(f"name='{config.name}'")
+            overview.versions = len(versions)
             aliases: dict[int, list[str]] = {}
-            for alias, number in (client.get_registered_model(config.name).aliases or {}).items():
+            for alias, number in (model.aliases or {}).items():
                 aliases.setdefault(int(number), []).append(alias)
             by_number = {int(v.version): v for v in versions}
-            for alias, attribute in ((registry.CHAMPION, "champion"), (registry.CHALLENGER, "challenger")):
-                number = next((n for n, names in aliases.items() if alias in names), None)
-                if number is not None and number in by_number:
-                    setattr(overview, attribute, _version_summary(by_number[number], aliases))
-            overview.gate = _last_gate(versions)
+            champion = next((n for n, names in aliases.items() if registry.CHAMPION in names), None)
+            if champion is not None and champion in by_number:
+                overview.champion = _version_summary(by_number[champion], aliases)
+            candidate = pending_candidate(versions, aliases, champion)
+            if candidate is not None:
+                overview.challenger = _version_summary(candidate, aliases)
+            if versions:
+                overview.history = metric_history(versions, config.gate.primary_metric, champion)
+            overview.gate = _last_gate(client, versions)
         overview.monitoring = _last_monitoring(client, config.name)
     except (MlflowException, OSError) as exc:
         log.exception("Models page: cannot read pipeline '%s' from MLflow", config.name)
@@ -269,7 +369,13 @@ def models_overview(pipelines_dir: str | Path | None = None) -> ModelsOverview:
 def _known_pipeline(pipeline: str, pipelines_dir: str | Path | None) -> None:
     configs, _ = load_configs(pipelines_dir)
     if pipeline not in configs:
-        raise ReportNotFound(f"no pipeline '{pipeline}' in {pipelines_dir or settings.pipelines_dir()}")
+        # The answer names what is missing, never a server path: the folder goes to the log only.
+        log.info(
+            "report of unknown pipeline %r asked for (configs in %s)",
+            pipeline,
+            pipelines_dir or settings.pipelines_dir(),
+        )
+        raise ReportNotFound(f"no pipeline '{pipeline}'")
 
 
 def gate_report(
@@ -288,7 +394,9 @@ def gate_report(
         model_version = client.get_model_version(pipeline, str(version))
         return Path(client.download_artifacts(model_version.run_id, GATE_REPORT, str(dest_dir)))
     except (MlflowException, OSError) as exc:
-        raise ReportNotFound(f"'{pipeline}' v{version} has no gate report ({GATE_REPORT}): {exc}") from exc
+        # MLflow's message holds artifact URIs and the download folder: logged, not answered.
+        log.info("gate report of '%s' v%s not served: %s", pipeline, version, exc)
+        raise ReportNotFound(f"'{pipeline}' v{version} has no gate report ({GATE_REPORT})") from exc
 
 
 def monitoring_artifact(
@@ -309,7 +417,9 @@ def monitoring_artifact(
     from mlflow.exceptions import MlflowException
 
     if artifact not in MONITORING_ARTIFACTS or not _RUN_ID.match(run_id):
-        raise ReportNotFound(f"no monitoring artifact '{artifact}' of run '{run_id}'")
+        raise ReportNotFound(
+            f"no monitoring artifact '{artifact}' of run '{run_id}' (one of {', '.join(MONITORING_ARTIFACTS)})"
+        )
     _known_pipeline(pipeline, pipelines_dir)
     client = _client()
     try:
@@ -319,4 +429,5 @@ def monitoring_artifact(
             raise ReportNotFound(f"run {run_id} is not a monitoring run of '{pipeline}'")
         return Path(client.download_artifacts(run_id, artifact, str(dest_dir)))
     except (MlflowException, OSError) as exc:
-        raise ReportNotFound(f"monitoring run {run_id} of '{pipeline}' has no {artifact}: {exc}") from exc
+        log.info("%s of monitoring run %s of '%s' not served: %s", artifact, run_id, pipeline, exc)
+        raise ReportNotFound(f"monitoring run {run_id} of '{pipeline}' has no {artifact}") from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mlops.config.templating import render
+from mlops.ui.chart import metric_chart
 from mlops.ui.models import ModelsOverview
 
 #: Builds the app's own URLs (reports) relative to the page: (kind, pipeline, key) -> href.
@@ -24,6 +25,7 @@ _BADGE = {
     "rolled_back": "bad",
     "warn": "warn",
     "challenger": "info",
+    "registered": "info",
 }
 
 
@@ -38,4 +40,11 @@ def render_page(overview: ModelsOverview, links: LinkBuilder, user: str) -> str:
     Returns:
         The HTML document.
     """
-    return render("models_page.html.j2", overview=overview, links=links, user=user, badges=_BADGE)
+    return render(
+        "models_page.html.j2",
+        overview=overview,
+        links=links,
+        user=user,
+        badges=_BADGE,
+        chart=metric_chart,
+    )
