@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 
@@ -40,3 +41,20 @@ def tampered(path: Path) -> Iterator[None]:
         yield
     finally:
         path.write_bytes(original)
+
+
+def three_versions(breast_cancer: Any, bc_files: list[Path]) -> Any:
+    """breast_cancer versions 1, 2 and 3 (one batch each), v1 the champion; the config with alias polling
+    slowed to an hour (the tests reload by hand). Returns that config."""
+    from mlops import registry
+    from mlops.data.batches import ingest_batch
+    from mlops.ml import training
+
+    config = breast_cancer.model_copy(
+        update={"serving": breast_cancer.serving.model_copy(update={"poll_interval_seconds": 3600})}
+    )
+    for number, path in enumerate(bc_files, start=1):
+        result = training.train_model(config, ingest_batch(config, str(path)))
+        assert registry.register_version(config.name, result.model_uri, result.run_id, result.tags) == number
+    registry.promote(config.name, 1, None, audit={"reason": "first model"})
+    return config

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from dagtools import parse_dags
+from receivers import SmtpServer, WebhookServer
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +28,13 @@ def bc_batches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for kind in CORRUPTIONS:
         batches[kind] = corrupt_batch(second, landing / f"corrupt-{kind}.csv", kind)
     return batches
+
+
+@pytest.fixture
+def alert_receivers(
+    smtp_server: SmtpServer, webhook_server: WebhookServer, monkeypatch: pytest.MonkeyPatch
+) -> tuple[SmtpServer, WebhookServer]:
+    """The pipelines' two alert connections (slack_mlops, smtp_mlops) pointed at real receivers on 127.0.0.1."""
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_MLOPS", webhook_server.slack_connection())
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_MLOPS", smtp_server.uri)
+    return smtp_server, webhook_server

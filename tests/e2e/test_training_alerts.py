@@ -17,12 +17,9 @@ def test_a_quarantined_batch_and_a_gate_rejection_are_announced(
     dagbag: Any,
     bc_batches: dict[str, Path],
     mlops_home: Path,
-    smtp_server: SmtpServer,
-    webhook_server: WebhookServer,
-    monkeypatch: pytest.MonkeyPatch,
+    alert_receivers: tuple[SmtpServer, WebhookServer],
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_MLOPS", webhook_server.slack_connection())
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_MLOPS", smtp_server.uri)
+    smtp_server, webhook_server = alert_receivers
     dag = dagbag.get_dag(f"{PIPELINE}_training")
 
     def run(conf: dict[str, Any]) -> Any:

@@ -23,12 +23,9 @@ def test_a_bad_estimator_parameter_fails_train_on_its_first_try_and_alerts_once(
     dagbag: Any,
     bc_batches: dict[str, Path],
     mlops_home: Path,
-    smtp_server: SmtpServer,
-    webhook_server: WebhookServer,
-    monkeypatch: pytest.MonkeyPatch,
+    alert_receivers: tuple[SmtpServer, WebhookServer],
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_SLACK_MLOPS", webhook_server.slack_connection())
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_MLOPS", smtp_server.uri)
+    smtp_server, webhook_server = alert_receivers
     dag = dagbag.get_dag(f"{PIPELINE}_training")
     assert dag.get_task("train").retries == 2  # what a transient error would get
     bad = {"estimator": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimators": -3}}

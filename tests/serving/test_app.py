@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import schemathesis
+from artifacts import three_versions
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -34,9 +35,7 @@ from starlette.testclient import TestClient
 from mlops import registry
 from mlops.config import Canary, Deploy, PipelineConfig
 from mlops.config import settings as mlops_settings
-from mlops.data.batches import ingest_batch
 from mlops.data.inference_log import read_feedback, read_inference_log
-from mlops.ml import training
 from mlops.serving.app import create_app
 from mlops.serving.batcher import MicroBatcher, PredictionError
 from mlops.serving.holder import (
@@ -64,13 +63,7 @@ class Trained:
 @pytest.fixture(scope="module")
 def trained(module_home: Path, breast_cancer: PipelineConfig, bc_files: list[Path]) -> Trained:
     """Versions 1, 2 and 3 registered (one batch each); v1 is the champion."""
-    config = breast_cancer.model_copy(
-        update={"serving": breast_cancer.serving.model_copy(update={"poll_interval_seconds": 3600})}
-    )
-    for number, path in enumerate(bc_files, start=1):
-        result = training.train_model(config, ingest_batch(config, str(path)))
-        assert registry.register_version(NAME, result.model_uri, result.run_id, result.tags) == number
-    registry.promote(NAME, 1, None, audit={"reason": "first model"})
+    config = three_versions(breast_cancer, bc_files)
     frame = pd.read_csv(bc_files[2]).drop(columns=[config.target])
     return Trained(
         config, [{k: float(v) for k, v in row.items()} for row in frame.head(40).to_dict("records")]

@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from artifacts import model_file
+from artifacts import model_file, three_versions
 from starlette.testclient import TestClient
 
 from mlops import registry
 from mlops.config import PipelineConfig
-from mlops.data.batches import ingest_batch
-from mlops.ml import training
 from mlops.registry import ModelIntegrityError
 from mlops.serving.app import create_app
 from mlops.serving.holder import CHAMPION, ModelHolder, load_version
@@ -40,13 +38,7 @@ def replaced(version: int, by: int) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def config(module_home: Path, breast_cancer: PipelineConfig, bc_files: list[Path]) -> PipelineConfig:
     """Versions 1, 2 and 3 (one batch each); v1 is the champion."""
-    config = breast_cancer.model_copy(
-        update={"serving": breast_cancer.serving.model_copy(update={"poll_interval_seconds": 3600})}
-    )
-    for number, path in enumerate(bc_files, start=1):
-        result = training.train_model(config, ingest_batch(config, str(path)))
-        assert registry.register_version(NAME, result.model_uri, result.run_id, result.tags) == number
-    registry.promote(NAME, 1, None, audit={"reason": "first model"})
+    config = three_versions(breast_cancer, bc_files)
     return config
 
 
