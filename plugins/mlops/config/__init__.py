@@ -4,53 +4,56 @@ Owns: ``PipelineConfig`` and its parts, loading and checking YAML files, and the
 (paths, tracking URI, landing roots). The bottom layer: imports nothing of ``mlops`` but ``mlops.errors``.
 """
 
-from mlops.config.schema import (
+from mlops.config.base import CRON_PRESETS, check_schedule
+from mlops.config.monitoring_schema import (
     CATEGORICAL_ONLY_DRIFT_METHODS,
-    CRON_PRESETS,
+    NUMERIC_ONLY_DRIFT_METHODS,
+    P_VALUE_METHODS,
+    Drift,
+    DriftMethod,
+    DriftTest,
+    Monitoring,
+    Performance,
+    RetrainPolicy,
+)
+from mlops.config.schema import (
     ESTIMATOR_PATTERN,
     LOWER_IS_BETTER,
     NAME_PATTERN,
-    NUMERIC_ONLY_DRIFT_METHODS,
-    P_VALUE_METHODS,
     PROBABILITY_METRICS,
     AirflowSettings,
     AlertEvent,
     AlertRoute,
-    Approval,
-    Canary,
     ClassificationMetric,
     ColumnRule,
     DataSource,
-    Deploy,
-    Drift,
-    DriftMethod,
-    DriftTest,
     Expectations,
     Fairness,
     Feature,
     Gate,
-    InferenceLogSettings,
     MetricRule,
     ModelSpec,
-    Monitoring,
-    Performance,
     PipelineConfig,
     RegressionMetric,
-    RetrainPolicy,
     RowCount,
-    Serving,
     SliceRule,
-    SmokeTest,
     Split,
     Task,
     Training,
     check_config_deep,
-    check_schedule,
     describe_error,
     features_fingerprint,
     load_all,
     load_config,
     parse_config,
+)
+from mlops.config.serving_schema import (
+    Approval,
+    Canary,
+    Deploy,
+    InferenceLogSettings,
+    Serving,
+    SmokeTest,
 )
 
 __all__ = [
